@@ -1,0 +1,1 @@
+"""Process-wide plumbing every layer may use: settings, logging, context ids, clocks."""

@@ -1,0 +1,197 @@
+"""Typed settings, one object per component, loaded once per process.
+
+Precedence: explicit overrides (command-line flags) > environment `OVERCAST_*` (nested with
+`__`, e.g. `OVERCAST_API__PORT=9000`) > a YAML config file (`--config` or `OVERCAST_CONFIG`) >
+defaults. This is the only module that reads the process environment.
+"""
+
+from __future__ import annotations
+
+import os
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from overcast.models.errors import Unprocessable
+
+DEFAULT_API_PORT = 9022
+DEFAULT_ROUTER_PORT = 8080
+DEFAULT_APPS_DOMAIN = "apps.localhost"
+
+_config_file: ContextVar[Path | None] = ContextVar("overcast_config_file", default=None)
+
+
+def default_data_dir() -> Path:
+    return Path.home() / ".overcast" / "data"
+
+
+def default_cli_home() -> Path:
+    return Path.home() / ".overcast"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StoreSettings(_Section):
+    # Empty: a SQLite file in the data dir. Otherwise a SQLAlchemy URL
+    # (`sqlite:///path`, `postgresql://user:pw@host/db`).
+    url: SecretStr = SecretStr("")
+    pool_size: int = Field(default=5, ge=1, le=100)
+    echo: bool = False
+
+
+class BusSettings(_Section):
+    kind: Literal["memory", "nats"] = "memory"
+    url: SecretStr = SecretStr("nats://127.0.0.1:4222")
+    request_timeout_seconds: float = Field(default=5.0, gt=0)
+    # How long nats-py keeps trying to reconnect (-1 forever: data plane first).
+    max_reconnect_attempts: int = -1
+    reconnect_wait_seconds: float = Field(default=0.5, gt=0)
+
+
+class ApiSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=DEFAULT_API_PORT, ge=0, le=65535)
+    # The URL clients use; links are built from it. Empty: taken from each request's Host.
+    external_url: str = ""
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+
+
+class AuthSettings(_Section):
+    admin_username: str = "admin"
+    # Empty: generated on first start and written to <data-dir>/admin-password (0600).
+    admin_password: SecretStr = SecretStr("")
+    access_token_ttl_seconds: int = Field(default=1200, ge=1)
+    refresh_token_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=1)
+    issuer: str = ""
+
+
+class JobSettings(_Section):
+    lease_seconds: float = Field(default=30.0, gt=0)
+    poll_interval_seconds: float = Field(default=0.5, gt=0)
+    workers: int = Field(default=4, ge=1, le=256)
+    # Concurrency limit of each named queue at first start; operators change them at run time.
+    queues: dict[str, int] = Field(
+        default_factory=lambda: {"default": 4, "deletes": 2, "staging": 2}
+    )
+    retry_delay_seconds: float = Field(default=2.0, ge=0)
+
+
+class ComponentSettings(BaseSettings):
+    """What every Overcast process shares."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="OVERCAST_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    # Set by a process to itself; names it in leases, logs and agent advertisements.
+    instance_name: str = ""
+
+    @field_validator("data_dir", mode="after")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _YamlFileSource(settings_cls))
+
+
+class ControllerSettings(ComponentSettings):
+    store: StoreSettings = StoreSettings()
+    bus: BusSettings = BusSettings()
+    api: ApiSettings = ApiSettings()
+    auth: AuthSettings = AuthSettings()
+    jobs: JobSettings = JobSettings()
+    apps_domain: str = DEFAULT_APPS_DOMAIN
+
+    def database_url(self) -> str:
+        configured = self.store.url.get_secret_value()
+        return configured or f"sqlite:///{self.data_dir / 'overcast.db'}"
+
+
+class MicroCloudSettings(ControllerSettings):
+    """`overcast up`: every component in one process."""
+
+    router_port: int = Field(default=DEFAULT_ROUTER_PORT, ge=0, le=65535)
+
+
+class CliSettings(ComponentSettings):
+    """The `overcast` client: where it keeps its target and tokens."""
+
+    home: Path = Field(default_factory=default_cli_home)
+    # Used by `overcast login` when no -a is given.
+    api_url: str = ""
+
+    @field_validator("home", mode="after")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        return value.expanduser()
+
+
+class _YamlFileSource(PydanticBaseSettingsSource):
+    """Values from the YAML config file named for this load (or by OVERCAST_CONFIG)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ returns the whole mapping
+
+    def __call__(self) -> dict[str, Any]:
+        path = _config_file.get()
+        if path is None:
+            return {}
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except OSError as exc:
+            raise Unprocessable(f"Cannot read config file {path}: {exc.strerror}") from exc
+        except yaml.YAMLError as exc:
+            raise Unprocessable(f"Config file {path} is not valid YAML: {exc}") from exc
+        if loaded is None:
+            return {}
+        if not isinstance(loaded, dict):
+            raise Unprocessable(f"Config file {path} must hold a mapping at the top")
+        return loaded
+
+
+SettingsT = TypeVar("SettingsT", bound=ComponentSettings)
+
+
+def load_settings(
+    cls: type[SettingsT], *, config_file: Path | None = None, **overrides: Any
+) -> SettingsT:
+    """Load a component's settings once; call this only from a composition root."""
+    path = config_file
+    if path is None and os.environ.get("OVERCAST_CONFIG"):
+        path = Path(os.environ["OVERCAST_CONFIG"]).expanduser()
+    token = _config_file.set(path)
+    try:
+        given = {key: value for key, value in overrides.items() if value is not None}
+        return cls(**given)
+    finally:
+        _config_file.reset(token)
+
+
+def stdout_is_terminal() -> bool:
+    """Logging picks console output on a terminal and JSON elsewhere."""
+    return os.isatty(1)

@@ -1,0 +1,1 @@
+"""Pure domain: entities, transition tables, errors. Imports nothing else of Overcast."""

@@ -1,0 +1,160 @@
+"""Desired-state entities. Frozen dataclasses: a change is a new value, so store writes can
+hand back (before, after) and events are built from the pair."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from overcast.models.lifecycle import AppState
+from overcast.models.roles import RoleType
+
+
+@dataclass(frozen=True)
+class Metadata:
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Organization:
+    guid: str
+    name: str
+    created_at: datetime
+    updated_at: datetime
+    suspended: bool = False
+    metadata: Metadata = field(default_factory=Metadata)
+
+
+@dataclass(frozen=True)
+class Space:
+    guid: str
+    name: str
+    org_guid: str
+    created_at: datetime
+    updated_at: datetime
+    metadata: Metadata = field(default_factory=Metadata)
+
+
+@dataclass(frozen=True)
+class App:
+    guid: str
+    name: str
+    space_guid: str
+    created_at: datetime
+    updated_at: datetime
+    state: AppState = AppState.STOPPED
+    lifecycle_type: str = "buildpack"
+    buildpacks: tuple[str, ...] = ()
+    stack: str = "overcast-linux"
+    environment_variables: dict[str, str] = field(default_factory=dict)
+    current_droplet_guid: str | None = None
+    metadata: Metadata = field(default_factory=Metadata)
+
+
+class HealthCheckType(StrEnum):
+    PORT = "port"
+    HTTP = "http"
+    PROCESS = "process"
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    type: HealthCheckType = HealthCheckType.PORT
+    endpoint: str | None = None
+    timeout: int | None = None
+    invocation_timeout: int | None = None
+    interval: int | None = None
+
+
+@dataclass(frozen=True)
+class Process:
+    guid: str
+    app_guid: str
+    type: str
+    created_at: datetime
+    updated_at: datetime
+    # Bumped whenever the instances must be replaced (restart, new droplet): cells compare it.
+    version: str
+    command: str | None = None
+    instances: int = 1
+    memory_in_mb: int = 256
+    disk_in_mb: int = 1024
+    log_rate_limit_in_bytes_per_second: int = -1
+    health_check: HealthCheck = field(default_factory=HealthCheck)
+    metadata: Metadata = field(default_factory=Metadata)
+
+
+@dataclass(frozen=True)
+class User:
+    guid: str
+    username: str
+    created_at: datetime
+    updated_at: datetime
+    origin: str = "uaa"
+    password_hash: str | None = field(default=None, repr=False)
+    admin: bool = False
+    metadata: Metadata = field(default_factory=Metadata)
+
+
+@dataclass(frozen=True)
+class Role:
+    guid: str
+    type: RoleType
+    user_guid: str
+    created_at: datetime
+    updated_at: datetime
+    org_guid: str | None = None
+    space_guid: str | None = None
+
+
+@dataclass(frozen=True)
+class Domain:
+    guid: str
+    name: str
+    created_at: datetime
+    updated_at: datetime
+    internal: bool = False
+    # None for a shared domain; the owning org for a private one.
+    org_guid: str | None = None
+    metadata: Metadata = field(default_factory=Metadata)
+
+
+@dataclass(frozen=True)
+class Actor:
+    guid: str
+    type: str  # user | client | system
+    name: str
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    guid: str
+    type: str
+    actor: Actor
+    target_guid: str
+    target_type: str
+    target_name: str
+    created_at: datetime
+    data: dict[str, Any] = field(default_factory=dict)
+    space_guid: str | None = None
+    org_guid: str | None = None
+
+
+@dataclass(frozen=True)
+class OAuthClient:
+    client_id: str
+    created_at: datetime
+    secret_hash: str | None = field(default=None, repr=False)
+    authorized_grant_types: tuple[str, ...] = ()
+    # Scopes a client_credentials token of this client carries (UAA "authorities").
+    authorities: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    kid: str
+    secret: str = field(repr=False)
+    created_at: datetime | None = None
