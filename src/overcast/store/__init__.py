@@ -1,0 +1,1 @@
+"""Persistence: protocols in base.py, SQL implementation in sql/."""

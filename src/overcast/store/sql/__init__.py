@@ -1,0 +1,1 @@
+"""SQLAlchemy 2 (async) store on SQLite or PostgreSQL, schema managed by Alembic."""

@@ -1,0 +1,64 @@
+"""Fixtures shared by every tier: the fake clock, throwaway PostgreSQL, stores on both
+backends. Servers are started by the tests themselves on loopback; a missing server binary is
+a skip locally and a failure when OVERCAST_TEST_REQUIRE_SERVERS=1 (CI)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from overcast.store.sql.store import SqlStore
+from overcast.testing.clock import FakeClock
+from overcast.testing.postgres import PostgresServer, postgres_binaries
+from overcast.testing.servers import missing_server
+
+_database_numbers = itertools.count()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    binaries = postgres_binaries()
+    if binaries is None:
+        missing_server("PostgreSQL")
+    server = PostgresServer(binaries)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """A fresh, empty database for one test."""
+    return postgres_server.create_database(f"test_{next(_database_numbers)}")
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'overcast.db'}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """Parametrises a test over both store backends."""
+    if request.param == "sqlite":
+        return str(request.getfixturevalue("sqlite_url"))
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+async def store(database_url: str, clock: FakeClock) -> AsyncIterator[SqlStore]:
+    opened = await SqlStore.open(database_url, clock)
+    try:
+        yield opened
+    finally:
+        await opened.close()
