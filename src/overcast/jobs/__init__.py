@@ -1,0 +1,1 @@
+"""The job engine: persisted, staged, leased long operations on named queues."""
