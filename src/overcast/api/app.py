@@ -1,0 +1,31 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from overcast import __version__
+from overcast.api.errors import install_error_handlers
+from overcast.api.middleware import RequestContextMiddleware
+from overcast.api.v3 import apps, extensions, misc, orgs, processes, roles, root, spaces
+from overcast.controller.controller import Controller
+
+
+def create_app(
+    controller: Controller, *, external_url: str = "", max_body_bytes: int = 1024 * 1024
+) -> FastAPI:
+    app = FastAPI(
+        title="Overcast API",
+        version=__version__,
+        description="Cloud Foundry Cloud Controller v3 compatible API, plus /v3/x extensions.",
+        openapi_url="/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.controller = controller
+    app.state.external_url = external_url.rstrip("/")
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=max_body_bytes)
+    for module in (root, orgs, spaces, apps, processes, roles, misc, extensions):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,166 @@
+"""Request bodies. Strict: unknown fields, wrong types and out-of-range values are refused
+(422) before any use case runs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+Name = Annotated[str, StringConstraints(max_length=255)]
+Guid = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+MetadataValues = dict[Annotated[str, StringConstraints(max_length=317)], str | None]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class MetadataBody(Body):
+    labels: MetadataValues | None = None
+    annotations: MetadataValues | None = None
+
+
+class GuidRef(Body):
+    guid: Guid
+
+
+class ToOne(Body):
+    data: GuidRef
+
+
+class CreateOrganization(Body):
+    name: Name
+    suspended: bool = False
+    metadata: MetadataBody | None = None
+
+
+class UpdateOrganization(Body):
+    name: Name | None = None
+    suspended: bool | None = None
+    metadata: MetadataBody | None = None
+
+
+class SpaceRelationships(Body):
+    organization: ToOne
+
+
+class CreateSpace(Body):
+    name: Name
+    relationships: SpaceRelationships
+    metadata: MetadataBody | None = None
+
+
+class UpdateSpace(Body):
+    name: Name | None = None
+    metadata: MetadataBody | None = None
+
+
+class AppRelationships(Body):
+    space: ToOne
+
+
+class LifecycleData(Body):
+    buildpacks: list[Annotated[str, StringConstraints(max_length=4096)]] | None = None
+    stack: Annotated[str, StringConstraints(max_length=255)] | None = None
+
+
+class LifecycleBody(Body):
+    type: Annotated[str, StringConstraints(max_length=32)] = "buildpack"
+    data: LifecycleData = Field(default_factory=LifecycleData)
+
+
+EnvValue = str | int | float | bool | None
+EnvVars = dict[Annotated[str, StringConstraints(max_length=1024)], EnvValue]
+
+
+class CreateApp(Body):
+    name: Name
+    relationships: AppRelationships
+    environment_variables: EnvVars | None = None
+    lifecycle: LifecycleBody | None = None
+    metadata: MetadataBody | None = None
+
+
+class UpdateApp(Body):
+    name: Name | None = None
+    lifecycle: LifecycleBody | None = None
+    metadata: MetadataBody | None = None
+
+
+class EnvironmentVariables(Body):
+    var: EnvVars
+
+
+class ScaleProcess(Body):
+    instances: int | None = None
+    memory_in_mb: int | None = None
+    disk_in_mb: int | None = None
+    log_rate_limit_in_bytes_per_second: int | None = None
+
+
+class HealthCheckData(Body):
+    timeout: int | None = None
+    invocation_timeout: int | None = None
+    interval: int | None = None
+    endpoint: Annotated[str, StringConstraints(max_length=255)] | None = None
+
+
+class HealthCheckBody(Body):
+    type: Annotated[str, StringConstraints(max_length=16)] | None = None
+    data: HealthCheckData | None = None
+
+
+class UpdateProcess(Body):
+    command: Annotated[str, StringConstraints(max_length=4096)] | None = None
+    health_check: HealthCheckBody | None = None
+    metadata: MetadataBody | None = None
+
+
+class UserRef(Body):
+    guid: Guid | None = None
+    username: Name | None = None
+    origin: Annotated[str, StringConstraints(max_length=64)] | None = None
+
+
+class UserToOne(Body):
+    data: UserRef
+
+
+class RoleRelationships(Body):
+    user: UserToOne
+    organization: ToOne | None = None
+    space: ToOne | None = None
+
+
+class CreateRole(Body):
+    type: Annotated[str, StringConstraints(max_length=64)]
+    relationships: RoleRelationships
+
+
+class CreateUser(Body):
+    """CF takes `guid` (a UAA user) or `username`+`origin`; Overcast is its own UAA, so it
+    also takes `password` (and `admin`), which CF has no place for."""
+
+    username: Name
+    origin: Annotated[str, StringConstraints(min_length=1, max_length=64)] = "uaa"
+    password: Annotated[str, StringConstraints(max_length=1024)] | None = None
+    admin: bool = False
+    metadata: MetadataBody | None = None
+
+
+class UpdateUser(Body):
+    password: Annotated[str, StringConstraints(max_length=1024)] | None = None
+    metadata: MetadataBody | None = None
+
+
+class UpdateQueue(Body):
+    concurrency: int
+
+
+class CreateClient(Body):
+    client_id: Annotated[str, StringConstraints(max_length=255)]
+    client_secret: Annotated[str, StringConstraints(max_length=1024)]
+    authorities: list[Annotated[str, StringConstraints(max_length=255)]] = Field(
+        default_factory=list
+    )

@@ -1,0 +1,1 @@
+"""Routes of /v3, one module per resource."""

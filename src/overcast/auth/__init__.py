@@ -1,0 +1,1 @@
+"""Users, passwords, tokens (UAA-compatible token endpoint) and the identity of a caller."""

@@ -1,0 +1,52 @@
+"""Audit events: every mutating call writes one, in the same transaction as the change, with
+secrets masked."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from overcast.controller.access import Caller
+from overcast.core.clock import Clock
+from overcast.core.ids import new_guid
+from overcast.models.resources import AuditEvent
+from overcast.models.secrets import mask
+from overcast.store.base import Tx
+
+
+async def record(
+    tx: Tx,
+    clock: Clock,
+    caller: Caller,
+    event_type: str,
+    *,
+    target: tuple[str, str, str],
+    request: dict[str, Any] | None = None,
+    space_guid: str | None = None,
+    org_guid: str | None = None,
+    **data: Any,
+) -> AuditEvent:
+    """`target` is (guid, type, name)."""
+    target_guid, target_type, target_name = target
+    payload = dict(data)
+    if request is not None:
+        payload["request"] = request
+    event = AuditEvent(
+        guid=new_guid(),
+        type=event_type,
+        actor=caller.actor,
+        target_guid=target_guid,
+        target_type=target_type,
+        target_name=target_name,
+        created_at=clock.now(),
+        data=mask(payload),
+        space_guid=space_guid,
+        org_guid=org_guid,
+    )
+    return await tx.events.add(event)
+
+
+def changes_request(changes: object) -> dict[str, Any]:
+    """The given fields of a changes dataclass, as an event's `request`."""
+    assert dataclasses.is_dataclass(changes) and not isinstance(changes, type)
+    return {key: value for key, value in dataclasses.asdict(changes).items() if value is not None}
