@@ -1,0 +1,1 @@
+"""Composition roots: one module per process, the only place that wires everything."""

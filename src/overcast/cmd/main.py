@@ -1,0 +1,75 @@
+"""The `overcast` command: the client commands plus the server processes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from overcast.cli.app import build_cli
+from overcast.core.settings import (
+    DEFAULT_API_PORT,
+    DEFAULT_ROUTER_PORT,
+    ControllerSettings,
+    MicroCloudSettings,
+    load_settings,
+)
+from overcast.models.errors import OvercastError
+
+app = build_cli()
+
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", help="YAML settings file (also OVERCAST_CONFIG).")
+]
+
+
+def _load(
+    cls: type[ControllerSettings], config: Path | None, **overrides: object
+) -> ControllerSettings:
+    try:
+        return load_settings(cls, config_file=config, **overrides)
+    except OvercastError as error:
+        raise typer.BadParameter(error.detail) from None
+
+
+@app.command(rich_help_panel="Servers")
+def up(
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="Where the micro cloud keeps its state [default: ~/.overcast/data]."),
+    ] = None,
+    api_port: Annotated[
+        int | None,
+        typer.Option(help=f"API port; 0 picks a free one [default: {DEFAULT_API_PORT}]."),
+    ] = None,
+    router_port: Annotated[
+        int | None,
+        typer.Option(help=f"Router port; 0 picks a free one [default: {DEFAULT_ROUTER_PORT}]."),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Run the whole platform in this process (SQLite, in-memory bus) until Ctrl-C."""
+    from overcast.cmd import micro
+
+    overrides: dict[str, object] = {"data_dir": data_dir, "router_port": router_port}
+    if api_port is not None:
+        overrides["api"] = {"port": api_port}
+    settings = _load(MicroCloudSettings, config, **overrides)
+    assert isinstance(settings, MicroCloudSettings)
+    raise typer.Exit(micro.main(settings))
+
+
+@app.command(rich_help_panel="Servers")
+def controller(config: ConfigOption = None) -> None:
+    """Run the API and job workers (settings from OVERCAST_* and --config)."""
+    from overcast.cmd import controller as controller_root
+
+    raise typer.Exit(controller_root.main(_load(ControllerSettings, config)))
+
+
+def main() -> None:
+    from overcast.cli.commands import register
+
+    register(app)
+    app()

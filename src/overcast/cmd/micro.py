@@ -1,0 +1,117 @@
+"""`overcast up`: the micro cloud. Every component in one process, on SQLite and the memory
+bus, in the foreground until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from overcast.cmd.wiring import build_controller, start_api, stop_api, write_private_file
+from overcast.core.logging import configure_logging, get_logger
+from overcast.core.settings import MicroCloudSettings, stdout_is_terminal
+from overcast.jobs.engine import default_owner
+
+log = get_logger(__name__)
+
+MICRO_INSTANCE = "micro"
+
+
+def _banner(api_url: str, settings: MicroCloudSettings, password_file: Path | None) -> str:
+    login = f"overcast login -a {api_url} -u {settings.auth.admin_username}"
+    where = (
+        f"the password is in {password_file}"
+        if password_file
+        else "use the password you configured"
+    )
+    return "\n".join(
+        [
+            "",
+            "Overcast micro cloud is ready.",
+            f"  API:          {api_url}",
+            f"  Apps domain:  {settings.apps_domain} (router port {settings.router_port}; the "
+            "router arrives with a later release)",
+            f"  Data:         {settings.data_dir}",
+            f"  Log in:       {login}   ({where})",
+            "Press Ctrl-C to stop.",
+            "",
+        ]
+    )
+
+
+async def run_micro_cloud(
+    settings: MicroCloudSettings, *, ready: asyncio.Event | None = None
+) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    parts = await build_controller(settings, owner=default_owner(MICRO_INSTANCE))
+    # A restarted micro cloud resumes its own unfinished jobs at once.
+    await parts.engine.recover_leases_of(f"{MICRO_INSTANCE}:")
+    await parts.engine.start()
+    server, server_task = await start_api(parts.app, settings.api.host, settings.api.port)
+    try:
+        port = server.bound_port()
+        api_url = settings.api.external_url or f"http://{settings.api.host}:{port}"
+        parts.controller.set_api_url(api_url)
+        password_file = settings.data_dir / "admin-password"
+        if parts.admin.generated_password:
+            write_private_file(password_file, parts.admin.generated_password + "\n")
+        (settings.data_dir / "api-url").write_text(api_url + "\n")
+        log.info("micro.ready", api_url=api_url, apps_domain=settings.apps_domain)
+        print(
+            _banner(api_url, settings, password_file if password_file.exists() else None),
+            flush=True,
+        )
+        if ready is not None:
+            ready.set()
+        waiter = asyncio.create_task(stop.wait())
+        await asyncio.wait({waiter, server_task}, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+    finally:
+        log.info("micro.stopping")
+        await stop_api(server, server_task)
+        await parts.close()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(sig)
+        log.info("micro.stopped")
+
+
+@contextlib.contextmanager
+def data_dir_lock(data_dir: Path) -> Iterator[None]:
+    """One micro cloud per data directory: a second one would fight over the same files."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with open(data_dir / "overcast.lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DataDirBusy(data_dir) from None
+        yield
+
+
+class DataDirBusy(Exception):
+    pass
+
+
+def main(settings: MicroCloudSettings) -> int:
+    configure_logging(settings.log_level, settings.log_format, terminal=stdout_is_terminal())
+    try:
+        with data_dir_lock(settings.data_dir):
+            asyncio.run(run_micro_cloud(settings))
+    except DataDirBusy:
+        print(
+            f"overcast up: another micro cloud is already running with data dir "
+            f"{settings.data_dir}",
+            file=sys.stderr,
+        )
+        return 1
+    except OSError as error:
+        print(f"overcast up: {error.strerror or error}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,156 @@
+"""Building the controller's parts from settings. Used by the composition roots (`up`,
+`controller`) and by tests that need a real controller in process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+
+from overcast.api.app import create_app
+from overcast.auth.service import AuthService, load_or_create_signing_keys
+from overcast.auth.tokens import TokenIssuer
+from overcast.bus.base import Bus
+from overcast.bus.factory import create_bus
+from overcast.controller.bootstrap import AdminBootstrap, ensure_admin, ensure_shared_domain
+from overcast.controller.controller import Controller
+from overcast.core.clock import Clock, SystemClock
+from overcast.core.logging import get_logger
+from overcast.core.settings import ControllerSettings
+from overcast.jobs.engine import JobEngine, default_owner
+from overcast.store.sql.store import SqlStore
+
+log = get_logger(__name__)
+
+
+@dataclass
+class ControllerParts:
+    settings: ControllerSettings
+    store: SqlStore
+    bus: Bus
+    engine: JobEngine
+    controller: Controller
+    app: FastAPI
+    admin: AdminBootstrap
+
+    async def close(self) -> None:
+        await self.engine.stop()
+        await self.bus.close()
+        await self.store.close()
+
+
+def write_private_file(path: Path, text: str) -> None:
+    """Create (or replace) a file only its owner can read."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(text)
+    os.chmod(path, 0o600)
+
+
+async def build_controller(
+    settings: ControllerSettings,
+    *,
+    clock: Clock | None = None,
+    bus: Bus | None = None,
+    owner: str | None = None,
+) -> ControllerParts:
+    clock = clock or SystemClock()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = await SqlStore.open(
+        settings.database_url(), clock, pool_size=settings.store.pool_size, echo=settings.store.echo
+    )
+    if bus is None:
+        bus = create_bus(
+            settings.bus.kind,
+            settings.bus.url.get_secret_value(),
+            request_timeout=settings.bus.request_timeout_seconds,
+            max_reconnect_attempts=settings.bus.max_reconnect_attempts,
+            reconnect_wait=settings.bus.reconnect_wait_seconds,
+            name=f"controller-{settings.instance_name or 'overcast'}",
+        )
+    await bus.connect()
+    jobs = settings.jobs
+    engine = JobEngine(
+        store,
+        clock,
+        owner=owner or default_owner(settings.instance_name),
+        lease_seconds=jobs.lease_seconds,
+        poll_interval=jobs.poll_interval_seconds,
+        workers=jobs.workers,
+        retry_delay_seconds=jobs.retry_delay_seconds,
+        queue_limits=jobs.queues,
+    )
+    keys = await load_or_create_signing_keys(store, clock)
+    issuer = TokenIssuer(
+        keys,
+        clock,
+        issuer=settings.auth.issuer or "overcast",
+        access_ttl_seconds=settings.auth.access_token_ttl_seconds,
+        refresh_ttl_seconds=settings.auth.refresh_token_ttl_seconds,
+    )
+    controller = Controller(store, clock, engine, AuthService(store, issuer))
+    admin = await ensure_admin(
+        store, clock, settings.auth.admin_username, settings.auth.admin_password.get_secret_value()
+    )
+    await ensure_shared_domain(store, clock, settings.apps_domain)
+    app = create_app(
+        controller,
+        external_url=settings.api.external_url,
+        max_body_bytes=settings.api.max_body_bytes,
+    )
+    return ControllerParts(
+        settings=settings,
+        store=store,
+        bus=bus,
+        engine=engine,
+        controller=controller,
+        app=app,
+        admin=admin,
+    )
+
+
+class ApiServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the composition root owns shutdown."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):  # type: ignore[no-untyped-def]
+        yield
+
+    def bound_port(self) -> int:
+        for server in self.servers:
+            for sock in server.sockets:
+                port: int = sock.getsockname()[1]
+                return port
+        raise RuntimeError("the API server is not listening")
+
+
+async def start_api(app: FastAPI, host: str, port: int) -> tuple[ApiServer, asyncio.Task[None]]:
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        server_header=False,
+    )
+    server = ApiServer(config)
+    task = asyncio.create_task(server.serve(), name="api-server")
+    while not server.started:
+        if task.done():
+            task.result()  # raises the bind error
+            raise RuntimeError("the API server stopped while starting")
+        await asyncio.sleep(0.02)
+    return server, task
+
+
+async def stop_api(server: ApiServer, task: asyncio.Task[None]) -> None:
+    server.should_exit = True
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait_for(task, timeout=10)
