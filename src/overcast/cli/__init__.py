@@ -1,0 +1,1 @@
+"""The `overcast` command-line client: Typer commands over overcast.client, Rich output."""

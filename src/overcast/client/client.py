@@ -1,0 +1,425 @@
+"""OvercastClient: typed methods over the CF v3 API (and Overcast's /v3/x extensions).
+
+Lists return every matching resource (pages are followed); lookups by name return None when
+nothing matches; deletes return the guid of the job doing the work, which `wait_for_job`
+follows to the end."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any, Self, cast
+
+import httpx
+
+from overcast.client.errors import JobFailed, JobTimedOut
+from overcast.client.resources import (
+    App,
+    AppEnv,
+    AuditEvent,
+    Domain,
+    EnvValue,
+    Job,
+    JobDetail,
+    Organization,
+    Process,
+    Queue,
+    Role,
+    Space,
+    User,
+)
+from overcast.client.session import (
+    DEFAULT_TIMEOUT,
+    ApiSession,
+    Params,
+    TokenListener,
+    Tokens,
+)
+
+JOB_DONE_STATES = frozenset({"COMPLETE", "FAILED"})
+FIRST_POLL_SECONDS = 0.1
+MAX_POLL_SECONDS = 2.0
+DEFAULT_JOB_TIMEOUT = 60.0
+MAX_PER_PAGE = 5000
+
+
+def _to_one(guid: str) -> dict[str, dict[str, str]]:
+    return {"data": {"guid": guid}}
+
+
+def _filters(**values: list[str] | None) -> dict[str, str | int | list[str]]:
+    return {name: value for name, value in values.items() if value}
+
+
+class OvercastClient:
+    """A synchronous client for one API endpoint. Use as a context manager or call close().
+
+    `tokens` resumes a saved session; `token_listener` is called with every new pair of
+    tokens (login and refresh), so a caller can persist them."""
+
+    def __init__(
+        self,
+        api_url: str,
+        *,
+        tokens: Tokens | None = None,
+        token_listener: TokenListener | None = None,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.session = ApiSession(
+            api_url,
+            tokens=tokens,
+            token_listener=token_listener,
+            timeout=timeout,
+            transport=transport,
+        )
+        self._sleep = sleep
+        self._clock = clock
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.session.close()
+
+    @property
+    def api_url(self) -> str:
+        return self.session.api_url
+
+    @property
+    def tokens(self) -> Tokens | None:
+        return self.session.tokens
+
+    # -- auth ----------------------------------------------------------------------------
+
+    def root(self) -> dict[str, Any]:
+        return self.session.root()
+
+    def login_password(self, username: str, password: str) -> Tokens:
+        return self.session.login_password(username, password)
+
+    def refresh(self) -> Tokens:
+        return self.session.refresh()
+
+    # -- small helpers -------------------------------------------------------------------
+
+    def _get(self, path: str, params: Params | None = None) -> Any:
+        return self.session.request_json("GET", path, params=params)
+
+    def _post(self, path: str, body: Mapping[str, Any] | None = None) -> Any:
+        return self.session.request_json("POST", path, json=body if body is not None else {})
+
+    def _patch(self, path: str, body: Mapping[str, Any]) -> Any:
+        return self.session.request_json("PATCH", path, json=body)
+
+    def _list(
+        self, path: str, params: Params | None = None, *, limit: int | None = None
+    ) -> list[Any]:
+        query: dict[str, str | int | list[str]] = dict(params or {})
+        if limit is not None:
+            query.setdefault("per_page", min(max(limit, 1), MAX_PER_PAGE))
+        return list(self.session.paginate(path, query, limit=limit))
+
+    def list_all(
+        self, path: str, params: Params | None = None, *, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Any CF list endpoint, every page followed (for endpoints without a method here)."""
+        return self._list(path, params, limit=limit)
+
+    # -- organizations -------------------------------------------------------------------
+
+    def list_orgs(self, *, names: list[str] | None = None) -> list[Organization]:
+        return cast(list[Organization], self._list("/v3/organizations", _filters(names=names)))
+
+    def org_by_name(self, name: str) -> Organization | None:
+        found = self.list_orgs(names=[name])
+        return found[0] if found else None
+
+    def get_org(self, guid: str) -> Organization:
+        return cast(Organization, self._get(f"/v3/organizations/{guid}"))
+
+    def create_org(self, name: str) -> Organization:
+        return cast(Organization, self._post("/v3/organizations", {"name": name}))
+
+    def update_org(
+        self, guid: str, *, name: str | None = None, suspended: bool | None = None
+    ) -> Organization:
+        changes = {
+            key: value
+            for key, value in (("name", name), ("suspended", suspended))
+            if value is not None
+        }
+        return cast(Organization, self._patch(f"/v3/organizations/{guid}", changes))
+
+    def delete_org(self, guid: str) -> str:
+        return self.session.accepted_job_guid("DELETE", f"/v3/organizations/{guid}")
+
+    # -- spaces --------------------------------------------------------------------------
+
+    def list_spaces(
+        self, *, org_guid: str | None = None, names: list[str] | None = None
+    ) -> list[Space]:
+        params = _filters(names=names, organization_guids=[org_guid] if org_guid else None)
+        return cast(list[Space], self._list("/v3/spaces", params))
+
+    def space_by_name(self, org_guid: str, name: str) -> Space | None:
+        found = self.list_spaces(org_guid=org_guid, names=[name])
+        return found[0] if found else None
+
+    def get_space(self, guid: str) -> Space:
+        return cast(Space, self._get(f"/v3/spaces/{guid}"))
+
+    def create_space(self, name: str, org_guid: str) -> Space:
+        body = {"name": name, "relationships": {"organization": _to_one(org_guid)}}
+        return cast(Space, self._post("/v3/spaces", body))
+
+    def update_space(self, guid: str, *, name: str) -> Space:
+        return cast(Space, self._patch(f"/v3/spaces/{guid}", {"name": name}))
+
+    def delete_space(self, guid: str) -> str:
+        return self.session.accepted_job_guid("DELETE", f"/v3/spaces/{guid}")
+
+    # -- apps ----------------------------------------------------------------------------
+
+    def list_apps(
+        self, *, space_guid: str | None = None, names: list[str] | None = None
+    ) -> list[App]:
+        params = _filters(names=names, space_guids=[space_guid] if space_guid else None)
+        return cast(list[App], self._list("/v3/apps", params))
+
+    def app_by_name(self, space_guid: str, name: str) -> App | None:
+        found = self.list_apps(space_guid=space_guid, names=[name])
+        return found[0] if found else None
+
+    def get_app(self, guid: str) -> App:
+        return cast(App, self._get(f"/v3/apps/{guid}"))
+
+    def create_app(
+        self,
+        name: str,
+        space_guid: str,
+        *,
+        environment_variables: Mapping[str, EnvValue] | None = None,
+    ) -> App:
+        body: dict[str, Any] = {"name": name, "relationships": {"space": _to_one(space_guid)}}
+        if environment_variables:
+            body["environment_variables"] = dict(environment_variables)
+        return cast(App, self._post("/v3/apps", body))
+
+    def update_app(self, guid: str, *, name: str) -> App:
+        return cast(App, self._patch(f"/v3/apps/{guid}", {"name": name}))
+
+    def delete_app(self, guid: str) -> str:
+        return self.session.accepted_job_guid("DELETE", f"/v3/apps/{guid}")
+
+    def start_app(self, guid: str) -> App:
+        return cast(App, self._post(f"/v3/apps/{guid}/actions/start"))
+
+    def stop_app(self, guid: str) -> App:
+        return cast(App, self._post(f"/v3/apps/{guid}/actions/stop"))
+
+    def restart_app(self, guid: str) -> App:
+        return cast(App, self._post(f"/v3/apps/{guid}/actions/restart"))
+
+    def app_env(self, guid: str) -> AppEnv:
+        return cast(AppEnv, self._get(f"/v3/apps/{guid}/env"))
+
+    def environment_variables(self, guid: str) -> dict[str, EnvValue]:
+        body = self._get(f"/v3/apps/{guid}/environment_variables")
+        return cast(dict[str, EnvValue], body.get("var") or {})
+
+    def update_environment_variables(
+        self, guid: str, changes: Mapping[str, EnvValue]
+    ) -> dict[str, EnvValue]:
+        """Merges `changes` into the app's variables; a None value deletes that variable."""
+        body = self._patch(f"/v3/apps/{guid}/environment_variables", {"var": dict(changes)})
+        return cast(dict[str, EnvValue], body.get("var") or {})
+
+    # -- processes -----------------------------------------------------------------------
+
+    def app_processes(self, app_guid: str) -> list[Process]:
+        return cast(list[Process], self._list(f"/v3/apps/{app_guid}/processes"))
+
+    def list_processes(
+        self, *, space_guids: list[str] | None = None, app_guids: list[str] | None = None
+    ) -> list[Process]:
+        params = _filters(space_guids=space_guids, app_guids=app_guids)
+        return cast(list[Process], self._list("/v3/processes", params))
+
+    def scale_process(
+        self,
+        guid: str,
+        *,
+        instances: int | None = None,
+        memory_in_mb: int | None = None,
+        disk_in_mb: int | None = None,
+    ) -> Process:
+        body = _scale_body(instances, memory_in_mb, disk_in_mb)
+        return cast(Process, self._post(f"/v3/processes/{guid}/actions/scale", body))
+
+    def scale_app_process(
+        self,
+        app_guid: str,
+        process_type: str,
+        *,
+        instances: int | None = None,
+        memory_in_mb: int | None = None,
+        disk_in_mb: int | None = None,
+    ) -> Process:
+        body = _scale_body(instances, memory_in_mb, disk_in_mb)
+        path = f"/v3/apps/{app_guid}/processes/{process_type}/actions/scale"
+        return cast(Process, self._post(path, body))
+
+    # -- users and roles -----------------------------------------------------------------
+
+    def create_user(
+        self,
+        username: str,
+        password: str | None = None,
+        *,
+        admin: bool = False,
+        origin: str = "uaa",
+    ) -> User:
+        """Overcast is its own UAA: POST /v3/users also takes the password (an extension)."""
+        body: dict[str, Any] = {"username": username, "origin": origin, "admin": admin}
+        if password is not None:
+            body["password"] = password
+        return cast(User, self._post("/v3/users", body))
+
+    def list_users(self, *, usernames: list[str] | None = None) -> list[User]:
+        return cast(list[User], self._list("/v3/users", _filters(usernames=usernames)))
+
+    def user_by_name(self, username: str) -> User | None:
+        found = self.list_users(usernames=[username])
+        return found[0] if found else None
+
+    def create_role(
+        self,
+        role_type: str,
+        *,
+        username: str | None = None,
+        user_guid: str | None = None,
+        origin: str | None = None,
+        org_guid: str | None = None,
+        space_guid: str | None = None,
+    ) -> Role:
+        """An org role (give org_guid) or a space role (give space_guid) for a user named by
+        guid or by username (+ origin)."""
+        user: dict[str, str] = {}
+        if user_guid:
+            user["guid"] = user_guid
+        if username:
+            user["username"] = username
+        if origin:
+            user["origin"] = origin
+        relationships: dict[str, Any] = {"user": {"data": user}}
+        if org_guid:
+            relationships["organization"] = _to_one(org_guid)
+        if space_guid:
+            relationships["space"] = _to_one(space_guid)
+        body = {"type": role_type, "relationships": relationships}
+        return cast(Role, self._post("/v3/roles", body))
+
+    def list_roles(
+        self,
+        *,
+        types: list[str] | None = None,
+        org_guids: list[str] | None = None,
+        space_guids: list[str] | None = None,
+        user_guids: list[str] | None = None,
+    ) -> list[Role]:
+        params = _filters(
+            types=types,
+            organization_guids=org_guids,
+            space_guids=space_guids,
+            user_guids=user_guids,
+        )
+        return cast(list[Role], self._list("/v3/roles", params))
+
+    def delete_role(self, guid: str) -> str:
+        return self.session.accepted_job_guid("DELETE", f"/v3/roles/{guid}")
+
+    # -- domains and audit events --------------------------------------------------------
+
+    def list_domains(self, *, names: list[str] | None = None) -> list[Domain]:
+        return cast(list[Domain], self._list("/v3/domains", _filters(names=names)))
+
+    def list_audit_events(
+        self,
+        *,
+        types: list[str] | None = None,
+        target_guids: list[str] | None = None,
+        space_guids: list[str] | None = None,
+        org_guids: list[str] | None = None,
+        newest_first: bool = True,
+        limit: int | None = None,
+    ) -> list[AuditEvent]:
+        params = _filters(
+            types=types,
+            target_guids=target_guids,
+            space_guids=space_guids,
+            organization_guids=org_guids,
+        )
+        params["order_by"] = "-created_at" if newest_first else "created_at"
+        return cast(list[AuditEvent], self._list("/v3/audit_events", params, limit=limit))
+
+    # -- jobs ----------------------------------------------------------------------------
+
+    def get_job(self, guid: str) -> Job:
+        return cast(Job, self._get(f"/v3/jobs/{guid}"))
+
+    def wait_for_job(self, guid: str, *, timeout: float = DEFAULT_JOB_TIMEOUT) -> Job:
+        """Polls the job with backoff until it is COMPLETE (returned) or FAILED (JobFailed);
+        JobTimedOut when `timeout` seconds pass first."""
+        deadline = self._clock() + timeout
+        delay = FIRST_POLL_SECONDS
+        while True:
+            job = self.get_job(guid)
+            if job["state"] == "COMPLETE":
+                return job
+            if job["state"] == "FAILED":
+                raise JobFailed(guid, job.get("operation", ""), job.get("errors") or [])
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                raise JobTimedOut(guid, job["state"], timeout)
+            self._sleep(min(delay, remaining))
+            delay = min(delay * 2, MAX_POLL_SECONDS)
+
+    def list_job_details(
+        self,
+        *,
+        states: list[str] | None = None,
+        operations: list[str] | None = None,
+        newest_first: bool = True,
+        limit: int | None = None,
+    ) -> list[JobDetail]:
+        """GET /v3/x/jobs (operators): jobs with their stages, queue and attempts."""
+        params = _filters(states=states, operations=operations)
+        params["order_by"] = "-created_at" if newest_first else "created_at"
+        return cast(list[JobDetail], self._list("/v3/x/jobs", params, limit=limit))
+
+    def get_job_detail(self, guid: str) -> JobDetail:
+        return cast(JobDetail, self._get(f"/v3/x/jobs/{guid}"))
+
+    def list_queues(self) -> list[Queue]:
+        """GET /v3/x/queues (operators). Not paginated: there are few queues."""
+        body = self._get("/v3/x/queues")
+        return cast(list[Queue], body.get("resources") or [])
+
+
+def _scale_body(
+    instances: int | None, memory_in_mb: int | None, disk_in_mb: int | None
+) -> dict[str, int]:
+    given = (("instances", instances), ("memory_in_mb", memory_in_mb), ("disk_in_mb", disk_in_mb))
+    return {key: value for key, value in given if value is not None}

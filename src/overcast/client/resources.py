@@ -1,0 +1,253 @@
+"""The JSON the API returns, as TypedDicts: what a caller may rely on, checked by mypy.
+
+The client does not validate bodies at run time (it trusts the CF contract); these types
+describe the shapes of `overcast.api.presenters`. Resources are plain dicts, so anything the
+server adds later is still there for callers that look for it."""
+
+from __future__ import annotations
+
+from typing import Any, NotRequired, TypedDict
+
+from overcast.client.errors import ErrorEntry
+
+EnvValue = str | int | float | bool | None
+
+
+class Link(TypedDict):
+    href: str
+    method: NotRequired[str]
+
+
+class Metadata(TypedDict):
+    labels: dict[str, str]
+    annotations: dict[str, str]
+
+
+class GuidRef(TypedDict):
+    guid: str
+
+
+class ToOne(TypedDict):
+    data: GuidRef | None
+
+
+class Pagination(TypedDict):
+    total_results: int
+    total_pages: int
+    first: Link
+    last: Link
+    next: Link | None
+    previous: Link | None
+
+
+class Organization(TypedDict):
+    guid: str
+    created_at: str
+    updated_at: str
+    name: str
+    suspended: bool
+    relationships: dict[str, ToOne]
+    metadata: Metadata
+    links: dict[str, Link]
+
+
+class SpaceRelationships(TypedDict):
+    organization: ToOne
+
+
+class Space(TypedDict):
+    guid: str
+    created_at: str
+    updated_at: str
+    name: str
+    relationships: SpaceRelationships
+    metadata: Metadata
+    links: dict[str, Link]
+
+
+class LifecycleData(TypedDict):
+    buildpacks: list[str]
+    stack: str | None
+
+
+class Lifecycle(TypedDict):
+    type: str
+    data: LifecycleData
+
+
+class AppRelationships(TypedDict):
+    space: ToOne
+
+
+class App(TypedDict):
+    guid: str
+    created_at: str
+    updated_at: str
+    name: str
+    state: str
+    lifecycle: Lifecycle
+    relationships: AppRelationships
+    metadata: Metadata
+    links: dict[str, Link]
+
+
+class HealthCheck(TypedDict):
+    type: str
+    data: dict[str, Any]
+
+
+class ProcessRelationships(TypedDict):
+    app: ToOne
+    revision: ToOne
+
+
+class Process(TypedDict):
+    guid: str
+    created_at: str
+    updated_at: str
+    type: str
+    command: str | None
+    instances: int
+    memory_in_mb: int
+    disk_in_mb: int
+    log_rate_limit_in_bytes_per_second: int
+    health_check: HealthCheck
+    relationships: ProcessRelationships
+    metadata: Metadata
+    version: str
+    links: dict[str, Link]
+
+
+class AppEnv(TypedDict):
+    """GET /v3/apps/:guid/env, in CF's grouping."""
+
+    staging_env_json: dict[str, Any]
+    running_env_json: dict[str, Any]
+    environment_variables: dict[str, EnvValue]
+    system_env_json: dict[str, Any]
+    application_env_json: dict[str, Any]
+
+
+class User(TypedDict):
+    guid: str
+    created_at: str
+    updated_at: str
+    username: str
+    presentation_name: str
+    origin: str
+    metadata: Metadata
+    links: dict[str, Link]
+
+
+class RoleRelationships(TypedDict):
+    user: ToOne
+    organization: ToOne
+    space: ToOne
+
+
+class Role(TypedDict):
+    guid: str
+    created_at: str
+    updated_at: str
+    type: str
+    relationships: RoleRelationships
+    links: dict[str, Link]
+
+
+class Domain(TypedDict):
+    guid: str
+    created_at: str
+    updated_at: str
+    name: str
+    internal: bool
+    supported_protocols: list[str]
+    metadata: Metadata
+    relationships: dict[str, Any]
+    links: dict[str, Link]
+
+
+class AuditActor(TypedDict):
+    guid: str
+    type: str
+    name: str
+
+
+class AuditEvent(TypedDict):
+    guid: str
+    created_at: str
+    updated_at: str
+    type: str
+    actor: AuditActor
+    target: AuditActor
+    data: dict[str, Any]
+    space: GuidRef | None
+    organization: GuidRef | None
+    links: dict[str, Link]
+
+
+class JobWarning(TypedDict):
+    detail: str
+
+
+class Job(TypedDict):
+    """GET /v3/jobs/:guid. `state` is PROCESSING, POLLING, COMPLETE or FAILED."""
+
+    guid: str
+    created_at: str
+    updated_at: str
+    operation: str
+    state: str
+    errors: list[ErrorEntry]
+    warnings: list[JobWarning]
+    links: dict[str, Link]
+
+
+class JobStage(TypedDict):
+    name: str
+    state: str
+    progress: int
+    detail: str | None
+    started_at: str | None
+    finished_at: str | None
+
+
+class JobTarget(TypedDict):
+    type: str
+    guid: str
+
+
+class JobCreator(TypedDict):
+    guid: str | None
+    name: str | None
+
+
+class JobDetail(Job):
+    """GET /v3/x/jobs: the CF job plus the engine's view (stages, queue, lease, attempts)."""
+
+    engine_state: str
+    queue: str
+    target: JobTarget
+    attempts: int
+    max_attempts: int
+    context_id: str
+    creator: JobCreator
+    lease_owner: str | None
+    result: dict[str, Any] | None
+    stages: list[JobStage]
+    started_at: str | None
+    finished_at: str | None
+    lease_expires_at: str | None
+    run_after: str | None
+
+
+class Queue(TypedDict):
+    """GET /v3/x/queues: one job queue with its depth and limit."""
+
+    name: str
+    concurrency: int
+    queued: int
+    running: int
+    waiting: int
+    oldest_queued_at: str | None
+    completed_last_hour: int
+    links: dict[str, Link]
