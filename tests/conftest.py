@@ -12,6 +12,7 @@ import pytest
 
 from overcast.store.sql.store import SqlStore
 from overcast.testing.clock import FakeClock
+from overcast.testing.nats import NatsServer, nats_binary
 from overcast.testing.postgres import PostgresServer, postgres_binaries
 from overcast.testing.servers import missing_server
 
@@ -62,3 +63,12 @@ async def store(database_url: str, clock: FakeClock) -> AsyncIterator[SqlStore]:
         yield opened
     finally:
         await opened.close()
+
+
+@pytest.fixture
+def nats_server() -> Iterator[NatsServer]:
+    binary = nats_binary()
+    if binary is None:
+        missing_server("nats-server")
+    with NatsServer(binary) as server:
+        yield server

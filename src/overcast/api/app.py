@@ -21,6 +21,8 @@ def create_app(
         openapi_url="/openapi.json",
         docs_url=None,
         redoc_url=None,
+        # CF answers an unknown path (a trailing slash included) with a JSON 404, not a redirect.
+        redirect_slashes=False,
     )
     app.state.controller = controller
     app.state.external_url = external_url.rstrip("/")

@@ -28,6 +28,7 @@ async def run_controller(settings: ControllerSettings) -> None:
     try:
         api_url = settings.api.external_url or f"http://{settings.api.host}:{server.bound_port()}"
         parts.controller.set_api_url(api_url)
+        (settings.data_dir / "api-url").write_text(api_url + "\n")
         log.info("controller.ready", api_url=api_url)
         if parts.admin.generated_password:
             password_file = settings.data_dir / "admin-password"

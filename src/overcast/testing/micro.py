@@ -1,4 +1,5 @@
-"""`overcast up` as a real subprocess, for tests and benchmarks that drive it over HTTP."""
+"""Overcast server processes (`overcast up`, `overcast controller`) as real subprocesses, for
+tests and benchmarks that drive them over HTTP."""
 
 from __future__ import annotations
 
@@ -9,37 +10,37 @@ import sys
 import time
 from pathlib import Path
 
+_ENTRY = "from overcast.cmd.main import main; main()"
 
-class MicroCloud:
-    """Start with `start()`; `api_url` and `admin_password` are read from its data dir."""
 
-    def __init__(self, data_dir: Path, *, extra_env: dict[str, str] | None = None) -> None:
+class OvercastProcess:
+    """`start()` waits until the process has written `<data-dir>/api-url`; the admin password
+    is read from `<data-dir>/admin-password` when this process created the admin."""
+
+    def __init__(
+        self, command: list[str], data_dir: Path, *, extra_env: dict[str, str] | None = None
+    ) -> None:
+        self.command = command
         self.data_dir = data_dir
         self.extra_env = extra_env or {}
         self.process: subprocess.Popen[bytes] | None = None
         self.api_url = ""
         self.admin_password = ""
-        self.log_path = data_dir.parent / f"{data_dir.name}-micro.log"
+        self.log_path = data_dir.parent / f"{data_dir.name}.log"
 
     def start(self, timeout: float = 60.0) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         url_file = self.data_dir / "api-url"
         url_file.unlink(missing_ok=True)
-        env = {**os.environ, "OVERCAST_LOG_FORMAT": "json", **self.extra_env}
+        env = {
+            **os.environ,
+            "OVERCAST_LOG_FORMAT": "json",
+            "OVERCAST_DATA_DIR": str(self.data_dir),
+            **self.extra_env,
+        }
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-c",
-                    "from overcast.cmd.main import main; main()",
-                    "up",
-                    "--data-dir",
-                    str(self.data_dir),
-                    "--api-port",
-                    "0",
-                    "--router-port",
-                    "0",
-                ],
+                [sys.executable, "-c", _ENTRY, *self.command],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
@@ -47,16 +48,25 @@ class MicroCloud:
         deadline = time.monotonic() + timeout
         while not url_file.exists():
             if self.process.poll() is not None:
-                raise RuntimeError(f"overcast up exited early:\n{self.log_text()}")
+                raise RuntimeError(f"{self.command[0]} exited early:\n{self.log_text()}")
             if time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"overcast up did not get ready:\n{self.log_text()}")
+                raise RuntimeError(f"{self.command[0]} did not get ready:\n{self.log_text()}")
             time.sleep(0.05)
         self.api_url = url_file.read_text().strip()
-        self.admin_password = (self.data_dir / "admin-password").read_text().strip()
+        password_file = self.data_dir / "admin-password"
+        if password_file.exists():
+            self.admin_password = password_file.read_text().strip()
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def kill(self) -> None:
+        """SIGKILL: the process dies without any clean-up, as in a crash."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
 
     def stop(self, timeout: float = 15.0) -> int | None:
         """SIGTERM and wait; returns the exit code (None if it had to be killed)."""
@@ -72,3 +82,19 @@ class MicroCloud:
                 process.wait()
                 return None
         return process.returncode
+
+
+class MicroCloud(OvercastProcess):
+    def __init__(self, data_dir: Path, *, extra_env: dict[str, str] | None = None) -> None:
+        super().__init__(
+            ["up", "--data-dir", str(data_dir), "--api-port", "0", "--router-port", "0"],
+            data_dir,
+            extra_env=extra_env,
+        )
+
+
+class ControllerProcess(OvercastProcess):
+    """`overcast controller` configured entirely through OVERCAST_* variables."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str]) -> None:
+        super().__init__(["controller"], data_dir, extra_env={"OVERCAST_API__PORT": "0", **env})
