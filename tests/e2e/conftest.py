@@ -3,101 +3,28 @@ run as a subprocess against it with its own home directory."""
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 import pytest
 
-START_TIMEOUT_SECONDS = 30.0
-STOP_TIMEOUT_SECONDS = 15.0
+from overcast.testing.micro import MicroCloud, clean_environment
+
 CLI_TIMEOUT_SECONDS = 60.0
-
-
-def clean_environment(**extra: str) -> dict[str, str]:
-    """The test process's environment without any OVERCAST_* setting of the developer's."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("OVERCAST_")}
-    env.update(extra)
-    return env
-
-
-@dataclass(frozen=True)
-class MicroCloud:
-    api_url: str
-    admin_password: str
-    data_dir: Path
-    log_path: Path
-
-    def log_tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def _wait_for_api_url(process: subprocess.Popen[bytes], data_dir: Path, log_path: Path) -> str:
-    url_file = data_dir / "api-url"
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"overcast up exited with {process.returncode}:\n{log_path.read_text()}")
-        if url_file.exists():
-            text = url_file.read_text()
-            if text.endswith("\n"):  # written completely
-                return text.strip()
-        time.sleep(0.05)
-    pytest.fail(
-        f"overcast up wrote no api-url in {START_TIMEOUT_SECONDS}s:\n{log_path.read_text()}"
-    )
-
-
-def _stop(process: subprocess.Popen[bytes], log_path: Path) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        code = process.wait(timeout=STOP_TIMEOUT_SECONDS)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-        pytest.fail(f"overcast up did not stop within {STOP_TIMEOUT_SECONDS}s of SIGTERM")
-    assert code == 0, f"overcast up exited with {code}:\n{log_path.read_text()}"
 
 
 @pytest.fixture(scope="session")
 def micro_cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MicroCloud]:
-    data_dir = tmp_path_factory.mktemp("micro-cloud")
-    log_path = tmp_path_factory.mktemp("micro-cloud-log") / "up.log"
-    command = [
-        sys.executable,
-        "-m",
-        "overcast",
-        "up",
-        "--data-dir",
-        str(data_dir),
-        "--api-port",
-        "0",
-        "--router-port",
-        "0",
-    ]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            command,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=clean_environment(),
-        )
+    cloud = MicroCloud(tmp_path_factory.mktemp("micro-cloud") / "data")
+    cloud.start()
     try:
-        api_url = _wait_for_api_url(process, data_dir, log_path)
-        password = (data_dir / "admin-password").read_text().strip()
-    except BaseException:
-        process.kill()
-        process.wait()
-        raise
-    yield MicroCloud(api_url=api_url, admin_password=password, data_dir=data_dir, log_path=log_path)
-    _stop(process, log_path)
+        yield cloud
+    finally:
+        code = cloud.stop()
+        assert code == 0, f"overcast up exited with {code} on SIGTERM:\n{cloud.log_tail()}"
 
 
 class CliResult(NamedTuple):

@@ -13,6 +13,18 @@ from pathlib import Path
 _ENTRY = "from overcast.cmd.main import main; main()"
 
 
+def clean_environment(**extra: str) -> dict[str, str]:
+    """This process's environment without a developer's own OVERCAST_* settings (test-only
+    switches such as OVERCAST_TEST_REQUIRE_SERVERS stay)."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("OVERCAST_") or key.startswith("OVERCAST_TEST_")
+    }
+    env.update(extra)
+    return env
+
+
 class OvercastProcess:
     """`start()` waits until the process has written `<data-dir>/api-url`; the admin password
     is read from `<data-dir>/admin-password` when this process created the admin."""
@@ -46,7 +58,8 @@ class OvercastProcess:
                 env=env,
             )
         deadline = time.monotonic() + timeout
-        while not url_file.exists():
+        # The file is complete once its line ends.
+        while not (url_file.exists() and url_file.read_text().endswith("\n")):
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.command[0]} exited early:\n{self.log_text()}")
             if time.monotonic() > deadline:
@@ -60,6 +73,9 @@ class OvercastProcess:
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
 
     def kill(self) -> None:
         """SIGKILL: the process dies without any clean-up, as in a crash."""
