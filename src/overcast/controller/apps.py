@@ -16,7 +16,7 @@ from overcast.controller.access import (
     visible_space_guids,
 )
 from overcast.controller.base import MetadataPatch, UseCase
-from overcast.controller.events import changes_request, record
+from overcast.controller.events import changes_request, record_app_event
 from overcast.core.ids import new_guid
 from overcast.models.environment import user_environment, vcap_application
 from overcast.models.errors import Unprocessable
@@ -110,14 +110,13 @@ class Apps(UseCase):
             )
             await tx.apps.add(app)
             await tx.processes.add(new_process(app.guid, "web", now))
-            await record(
+            await record_app_event(
                 tx,
                 self.clock,
                 caller,
                 "audit.app.create",
-                target=(app.guid, "app", app.name),
-                space_guid=space.guid,
-                org_guid=space.org_guid,
+                app,
+                space,
                 request={
                     "name": name,
                     "environment_variables": env,
@@ -170,14 +169,13 @@ class Apps(UseCase):
                 )
 
             _, after = await tx.apps.update(guid, apply)
-            await record(
+            await record_app_event(
                 tx,
                 self.clock,
                 caller,
                 "audit.app.update",
-                target=(after.guid, "app", after.name),
-                space_guid=space.guid,
-                org_guid=space.org_guid,
+                after,
+                space,
                 request=changes_request(changes),
             )
         return after
@@ -192,14 +190,13 @@ class Apps(UseCase):
                 target_guid=app.guid,
                 creator=self.creator(caller),
             )
-            await record(
+            await record_app_event(
                 tx,
                 self.clock,
                 caller,
                 "audit.app.delete-request",
-                target=(app.guid, "app", app.name),
-                space_guid=space.guid,
-                org_guid=space.org_guid,
+                app,
+                space,
             )
         self.engine.wake()
         return job
@@ -228,14 +225,13 @@ class Apps(UseCase):
                     await tx.processes.update(
                         process.guid, lambda p: dataclasses.replace(p, version=new_guid())
                     )
-            await record(
+            await record_app_event(
                 tx,
                 self.clock,
                 caller,
                 event,
-                target=(after.guid, "app", after.name),
-                space_guid=space.guid,
-                org_guid=space.org_guid,
+                after,
+                space,
             )
         return after
 
@@ -277,14 +273,13 @@ class Apps(UseCase):
                 return dataclasses.replace(current, environment_variables=env)
 
             _, after = await tx.apps.update(guid, apply)
-            await record(
+            await record_app_event(
                 tx,
                 self.clock,
                 caller,
                 "audit.app.update",
-                target=(after.guid, "app", after.name),
-                space_guid=space.guid,
-                org_guid=space.org_guid,
+                after,
+                space,
                 request={"environment_variables": dict(variables)},
             )
         return after, user_environment(after)

@@ -9,7 +9,7 @@ from typing import Any
 from overcast.controller.access import Caller
 from overcast.core.clock import Clock
 from overcast.core.ids import new_guid
-from overcast.models.resources import AuditEvent
+from overcast.models.resources import App, AuditEvent, Space
 from overcast.models.secrets import mask
 from overcast.store.base import Tx
 
@@ -44,6 +44,22 @@ async def record(
         org_guid=org_guid,
     )
     return await tx.events.add(event)
+
+
+async def record_app_event(
+    tx: Tx, clock: Clock, caller: Caller, event_type: str, app: App, space: Space, **data: Any
+) -> AuditEvent:
+    """An event about an app, scoped to its space and org."""
+    return await record(
+        tx,
+        clock,
+        caller,
+        event_type,
+        target=(app.guid, "app", app.name),
+        space_guid=space.guid,
+        org_guid=space.org_guid,
+        **data,
+    )
 
 
 def changes_request(changes: object) -> dict[str, Any]:

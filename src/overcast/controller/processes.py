@@ -13,7 +13,7 @@ from overcast.controller.access import (
     visible_space_guids,
 )
 from overcast.controller.base import MetadataPatch, UseCase
-from overcast.controller.events import changes_request, record
+from overcast.controller.events import changes_request, record_app_event
 from overcast.models.errors import NotFound, Unprocessable
 from overcast.models.metadata import patch_metadata
 from overcast.models.query import ListQuery, Page
@@ -172,14 +172,13 @@ class Processes(UseCase):
             _, after = await tx.processes.update(guid, apply)
             app = await tx.apps.require(after.app_guid)
             request = _process_request(changes)
-            await record(
+            await record_app_event(
                 tx,
                 self.clock,
                 caller,
                 "audit.app.process.update",
-                target=(app.guid, "app", app.name),
-                space_guid=space.guid,
-                org_guid=space.org_guid,
+                app,
+                space,
                 process_guid=after.guid,
                 process_type=after.type,
                 request=request,
@@ -197,14 +196,13 @@ class Processes(UseCase):
 
             _, after = await tx.processes.update(guid, apply)
             app = await tx.apps.require(after.app_guid)
-            await record(
+            await record_app_event(
                 tx,
                 self.clock,
                 caller,
                 "audit.app.process.scale",
-                target=(app.guid, "app", app.name),
-                space_guid=space.guid,
-                org_guid=space.org_guid,
+                app,
+                space,
                 process_guid=after.guid,
                 process_type=after.type,
                 request=changes_request(scale),
