@@ -11,6 +11,10 @@ ROUTER_UNREGISTER = "router.unregister"
 ROUTER_START = "router.start"
 ROUTER_GREET = "router.greet"
 AGENT_DISCOVER = "agent.discover"
+# A controller or health manager that (re)started asks every cell to heartbeat at once.
+CELL_DISCOVER = "cell.discover"
+# Every app's log lines (controllers keep a recent buffer per app).
+ALL_APP_LOGS = "logs.*"
 # Controllers tell each other (and idle job workers) that a job was queued.
 JOBS_SUBMITTED = "jobs.submitted"
 

@@ -94,7 +94,7 @@ async def build_controller(
         access_ttl_seconds=settings.auth.access_token_ttl_seconds,
         refresh_ttl_seconds=settings.auth.refresh_token_ttl_seconds,
     )
-    controller = Controller(store, clock, engine, AuthService(store, issuer))
+    controller = Controller(store, clock, engine, AuthService(store, issuer), bus)
     admin = await ensure_admin(
         store, clock, settings.auth.admin_username, settings.auth.admin_password.get_secret_value()
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from overcast.auth.identity import Identity
 from overcast.auth.service import AuthService
+from overcast.bus.base import Bus
 from overcast.controller.access import Caller, load_caller
 from overcast.controller.apps import Apps
 from overcast.controller.audit import AuditEvents
@@ -22,8 +23,11 @@ from overcast.store.base import Store
 
 
 class Controller:
-    def __init__(self, store: Store, clock: Clock, engine: JobEngine, auth: AuthService) -> None:
+    def __init__(
+        self, store: Store, clock: Clock, engine: JobEngine, auth: AuthService, bus: Bus
+    ) -> None:
         self.store = store
+        self.bus = bus
         self.clock = clock
         self.engine = engine
         self.auth = auth

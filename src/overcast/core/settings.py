@@ -86,6 +86,34 @@ class JobSettings(_Section):
     retry_delay_seconds: float = Field(default=2.0, ge=0)
 
 
+class CellSection(_Section):
+    """A cell agent: what it advertises and how it runs instances."""
+
+    # Empty: generated once and kept in <work_dir>/cell-id.
+    id: str = ""
+    zone: str = "z1"
+    tags: list[str] = Field(default_factory=list)
+    stacks: list[str] = Field(default_factory=lambda: ["overcast-linux"])
+    # The address instances are reachable at (CF_INSTANCE_IP) and probed on.
+    host: str = "127.0.0.1"
+    # 0: the machine's total memory / the free space of work_dir.
+    memory_mb: int = Field(default=0, ge=0)
+    disk_mb: int = Field(default=0, ge=0)
+    containers: int = Field(default=256, ge=1)
+    runtime: Literal["process"] = "process"
+    # Empty: <data_dir>/cell (or cell-<id> when several cells share a data dir).
+    work_dir: Path | None = None
+    heartbeat_interval_seconds: float = Field(default=5.0, gt=0)
+    # SIGTERM, then SIGKILL after this many seconds.
+    stop_grace_seconds: float = Field(default=10.0, ge=0)
+    # Host ports handed to instances (PORT / CF_INSTANCE_PORT with the process runtime).
+    port_range_start: int = Field(default=61000, ge=1024, le=65535)
+    port_range_end: int = Field(default=61999, ge=1024, le=65535)
+    # When the cell process exits: stop its instances (micro cloud), or leave them running to
+    # be re-adopted by the next cell process (a standalone cell: upgrades lose nothing).
+    stop_instances_on_exit: bool = False
+
+
 class ComponentSettings(BaseSettings):
     """What every Overcast process shares."""
 
@@ -132,10 +160,18 @@ class ControllerSettings(ComponentSettings):
         return configured or f"sqlite:///{self.data_dir / 'overcast.db'}"
 
 
+class CellSettings(ComponentSettings):
+    """`overcast cell`: one cell agent."""
+
+    bus: BusSettings = BusSettings()
+    cell: CellSection = CellSection()
+
+
 class MicroCloudSettings(ControllerSettings):
     """`overcast up`: every component in one process."""
 
     router_port: int = Field(default=DEFAULT_ROUTER_PORT, ge=0, le=65535)
+    cell: CellSection = CellSection(stop_instances_on_exit=True)
 
 
 class CliSettings(ComponentSettings):
