@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from cloudfoundry_client.client import CloudFoundryClient
 from cloudfoundry_client.errors import InvalidStatusCode
 from cloudfoundry_client.v3.entities import EntityManager
 
+from overcast.testing.droplets import build_droplet
 from overcast.testing.micro import MicroCloud
 
 
@@ -29,7 +31,7 @@ def client(micro: MicroCloud) -> CloudFoundryClient:
     return cf
 
 
-def test_login_org_space_app_env_scale_delete(client: CloudFoundryClient) -> None:
+def test_login_org_space_app_env_scale_delete(client: CloudFoundryClient, tmp_path: Path) -> None:
     org = client.v3.organizations.create("cf-client-org", suspended=False)
     assert org["name"] == "cf-client-org"
     same = client.v3.organizations.get_first(names="cf-client-org")
@@ -46,6 +48,22 @@ def test_login_org_space_app_env_scale_delete(client: CloudFoundryClient) -> Non
     assert client.v3.apps.list(names="hello", space_guids=space["guid"]).total_results == 1
     with_space = client.v3.apps.get(app["guid"], include="space")
     assert with_space.space()["guid"] == space["guid"]
+
+    # Droplets through the client's own managers: create, upload (a job), assign.
+    droplet = client.v3.droplets.create(app["guid"], process_types={"web": "python3 app.py"})
+    assert droplet["state"] == "AWAITING_UPLOAD"
+    built = build_droplet(tmp_path / "droplet.tgz")
+    uploaded = client.v3.droplets._upload_bits(droplet["guid"], str(built.path))
+    assert uploaded["state"] == "PROCESSING_UPLOAD"
+    job_guid = uploaded["links"]["job"]["href"].rsplit("/", 1)[-1]
+    assert client.v3.jobs.wait_for_job_completion(job_guid, timeout=30)["state"] == "COMPLETE"
+    staged = client.v3.droplets.get(droplet["guid"])
+    assert staged["checksum"] == {"type": "sha256", "value": built.sha256}
+    assert [d["guid"] for d in client.v3.apps.list_droplets(app["guid"])] == [droplet["guid"]]
+    client.v3.apps._patch(
+        f"{micro_url(client)}/v3/apps/{app['guid']}/relationships/current_droplet",
+        {"data": {"guid": droplet["guid"]}},
+    )
 
     started = app.start()
     assert started["state"] == "STARTED"
@@ -71,6 +89,10 @@ def test_login_org_space_app_env_scale_delete(client: CloudFoundryClient) -> Non
 
     client.v3.organizations.remove(org["guid"], asynchronous=False)
     assert client.v3.organizations.get_first(names="cf-client-org") is None
+
+
+def micro_url(client: CloudFoundryClient) -> str:
+    return str(client.v3.apps.target_endpoint).rstrip("/")
 
 
 def test_pagination_is_followed(client: CloudFoundryClient) -> None:

@@ -1,11 +1,13 @@
 """ASGI middleware: a context id per request (X-Request-Id in, and out on every response), an
-access log line, and a hard cap on request body size."""
+access log line, and a hard cap on request body size (per route where a route takes more, e.g.
+droplet uploads)."""
 
 from __future__ import annotations
 
 import json
 import re
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -30,9 +32,23 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        body_limits: Sequence[tuple[str, int]] = (),
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        # (path regex, limit): the first matching route's limit replaces the global one.
+        self.body_limits = [(re.compile(pattern), limit) for pattern, limit in body_limits]
+
+    def _limit_for(self, path: str) -> int:
+        for pattern, limit in self.body_limits:
+            if pattern.match(path):
+                return limit
+        return self.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -46,9 +62,10 @@ class RequestContextMiddleware:
     async def _handle(self, scope: Scope, receive: Receive, send: Send, context_id: str) -> None:
         started = time.perf_counter()
         status = {"code": 500, "sent": False}
+        limit = self._limit_for(str(scope.get("path", "")))
         declared = _header(scope, b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            await self._too_large(send, context_id, status)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._too_large(send, context_id, status, limit)
             self._log(scope, status["code"], started)
             return
         received = 0
@@ -58,10 +75,10 @@ class RequestContextMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
+                if received > limit:
                     # FastAPI passes HTTPExceptions raised while reading the body through to
                     # the error handlers, which answer with the CF-shaped 413.
-                    raise HTTPException(413, self._too_large_detail())
+                    raise HTTPException(413, self._too_large_detail(limit))
             return message
 
         async def tagged_send(message: Message) -> None:
@@ -79,12 +96,14 @@ class RequestContextMiddleware:
         except HTTPException as error:
             if error.status_code != 413 or status["sent"]:
                 raise
-            await self._too_large(send, context_id, status)
+            await self._too_large(send, context_id, status, limit)
         self._log(scope, int(status["code"]), started)
 
-    async def _too_large(self, send: Send, context_id: str, status: dict[str, Any]) -> None:
+    async def _too_large(
+        self, send: Send, context_id: str, status: dict[str, Any], limit: int
+    ) -> None:
         cf = cf_error_of(RequestTooLarge)
-        body = json.dumps(error_body(cf, self._too_large_detail())).encode()
+        body = json.dumps(error_body(cf, self._too_large_detail(limit))).encode()
         status["code"] = cf.status
         await send(
             {
@@ -101,8 +120,9 @@ class RequestContextMiddleware:
         )
         await send({"type": "http.response.body", "body": body})
 
-    def _too_large_detail(self) -> str:
-        return f"The request body is larger than {self.max_body_bytes} bytes"
+    @staticmethod
+    def _too_large_detail(limit: int) -> str:
+        return f"The request body is larger than {limit} bytes"
 
     @staticmethod
     def _log(scope: Scope, status: int, started: float) -> None:

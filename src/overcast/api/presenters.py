@@ -16,6 +16,7 @@ from overcast.models.resources import (
     App,
     AuditEvent,
     Domain,
+    Droplet,
     Metadata,
     OAuthClient,
     Organization,
@@ -115,6 +116,8 @@ def app(item: App, urls: Urls) -> Json:
             "space": urls.link(f"/v3/spaces/{item.space_guid}"),
             "processes": urls.link(f"{path}/processes"),
             "environment_variables": urls.link(f"{path}/environment_variables"),
+            "current_droplet": urls.link(f"{path}/droplets/current"),
+            "droplets": urls.link(f"{path}/droplets"),
             "start": urls.link(f"{path}/actions/start", method="POST"),
             "stop": urls.link(f"{path}/actions/stop", method="POST"),
         },
@@ -154,6 +157,63 @@ def process(item: Process, urls: Urls, *, in_list: bool = False) -> Json:
             "self": urls.link(path),
             "scale": urls.link(f"{path}/actions/scale", method="POST"),
             "app": urls.link(f"/v3/apps/{item.app_guid}"),
+        },
+    }
+
+
+def droplet(item: Droplet, urls: Urls) -> Json:
+    """A droplet exactly as CF v3 shows it (`checksum` is null until the bits are stored;
+    `upload` only while awaiting them, `download` only once STAGED)."""
+    path = f"/v3/droplets/{item.guid}"
+    app_path = f"/v3/apps/{item.app_guid}"
+    links: Json = {
+        "self": urls.link(path),
+        "app": urls.link(app_path),
+        "assign_current_droplet": urls.link(
+            f"{app_path}/relationships/current_droplet", method="PATCH"
+        ),
+    }
+    if item.package_guid:
+        links["package"] = urls.link(f"/v3/packages/{item.package_guid}")
+    if item.state.value == "AWAITING_UPLOAD":
+        links["upload"] = urls.link(f"{path}/upload", method="POST")
+    if item.state.value == "STAGED":
+        links["download"] = urls.link(f"{path}/download")
+    return {
+        **_stamps(item),
+        "state": item.state.value,
+        "error": item.error,
+        "lifecycle": {
+            "type": item.lifecycle_type,
+            "data": {"buildpacks": list(item.lifecycle_buildpacks), "stack": item.stack},
+        },
+        "execution_metadata": item.execution_metadata,
+        "process_types": dict(item.process_types),
+        "checksum": {"type": "sha256", "value": item.checksum} if item.checksum else None,
+        "buildpacks": [
+            {
+                "name": buildpack.name,
+                "detect_output": buildpack.detect_output,
+                "buildpack_name": buildpack.buildpack_name,
+                "version": buildpack.version,
+            }
+            for buildpack in item.buildpacks
+        ],
+        "stack": item.stack,
+        "image": None,
+        "relationships": {"app": _to_one(item.app_guid)},
+        "metadata": _metadata(item.metadata),
+        "links": links,
+    }
+
+
+def current_droplet_relationship(app_guid: str, droplet_guid: str | None, urls: Urls) -> Json:
+    path = f"/v3/apps/{app_guid}"
+    return {
+        "data": {"guid": droplet_guid} if droplet_guid else None,
+        "links": {
+            "self": urls.link(f"{path}/relationships/current_droplet"),
+            "related": urls.link(f"{path}/droplets/current"),
         },
     }
 
@@ -226,6 +286,7 @@ def audit_event(item: AuditEvent, urls: Urls) -> Json:
 
 _TARGET_PATHS = {
     "app": "apps",
+    "droplet": "droplets",
     "space": "spaces",
     "organization": "organizations",
     "user": "users",

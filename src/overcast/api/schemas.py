@@ -164,3 +164,27 @@ class CreateClient(Body):
     authorities: list[Annotated[str, StringConstraints(max_length=255)]] = Field(
         default_factory=list
     )
+
+
+ProcessTypes = dict[
+    Annotated[str, StringConstraints(min_length=1, max_length=63)],
+    Annotated[str, StringConstraints(min_length=1, max_length=4096)],
+]
+
+
+class DropletRelationships(Body):
+    app: ToOne
+
+
+class CreateDroplet(Body):
+    relationships: DropletRelationships
+    process_types: ProcessTypes | None = None
+    metadata: MetadataBody | None = None
+
+
+class UpdateDroplet(Body):
+    metadata: MetadataBody | None = None
+
+
+class CurrentDroplet(Body):
+    data: GuidRef

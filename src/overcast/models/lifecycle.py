@@ -35,6 +35,29 @@ APP_TRANSITIONS: TransitionTable[AppState] = {
 }
 
 
+class DropletState(StrEnum):
+    AWAITING_UPLOAD = "AWAITING_UPLOAD"
+    PROCESSING_UPLOAD = "PROCESSING_UPLOAD"
+    STAGING = "STAGING"
+    STAGED = "STAGED"
+    FAILED = "FAILED"
+    EXPIRED = "EXPIRED"
+
+
+# Uploaded droplets: AWAITING_UPLOAD -> PROCESSING_UPLOAD -> STAGED | FAILED; staged ones:
+# STAGING -> STAGED | FAILED; a finished droplet can only expire.
+DROPLET_TRANSITIONS: TransitionTable[DropletState] = {
+    DropletState.AWAITING_UPLOAD: frozenset(
+        {DropletState.PROCESSING_UPLOAD, DropletState.FAILED, DropletState.EXPIRED}
+    ),
+    DropletState.PROCESSING_UPLOAD: frozenset({DropletState.STAGED, DropletState.FAILED}),
+    DropletState.STAGING: frozenset({DropletState.STAGED, DropletState.FAILED}),
+    DropletState.STAGED: frozenset({DropletState.EXPIRED}),
+    DropletState.FAILED: frozenset({DropletState.EXPIRED}),
+    DropletState.EXPIRED: frozenset(),
+}
+
+
 class JobState(StrEnum):
     QUEUED = "QUEUED"
     RUNNING = "RUNNING"

@@ -8,7 +8,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from overcast.models.lifecycle import AppState
+from overcast.models.lifecycle import AppState, DropletState
 from overcast.models.roles import RoleType
 
 
@@ -84,6 +84,43 @@ class Process:
     disk_in_mb: int = 1024
     log_rate_limit_in_bytes_per_second: int = -1
     health_check: HealthCheck = field(default_factory=HealthCheck)
+    metadata: Metadata = field(default_factory=Metadata)
+    # Why the last placement of this process's instances failed (no cell fits), else None.
+    placement_error: str | None = None
+
+
+@dataclass(frozen=True)
+class DropletBuildpack:
+    """A buildpack that took part in staging a droplet (CF's `buildpacks` entries)."""
+
+    name: str
+    detect_output: str | None = None
+    buildpack_name: str | None = None
+    version: str | None = None
+
+
+@dataclass(frozen=True)
+class Droplet:
+    """A staged, runnable app: a tarball in the blobstore plus what it runs (CF v3 droplet)."""
+
+    guid: str
+    app_guid: str
+    created_at: datetime
+    updated_at: datetime
+    state: DropletState = DropletState.AWAITING_UPLOAD
+    error: str | None = None
+    lifecycle_type: str = "buildpack"
+    # The lifecycle asked for (the app's buildpacks and stack when the droplet was made).
+    lifecycle_buildpacks: tuple[str, ...] = ()
+    stack: str | None = None
+    execution_metadata: str = ""
+    process_types: dict[str, str] = field(default_factory=dict)
+    # sha256 (hex) of the tarball, known once it is stored.
+    checksum: str | None = None
+    size_in_bytes: int | None = None
+    # The buildpacks staging detected and ran.
+    buildpacks: tuple[DropletBuildpack, ...] = ()
+    package_guid: str | None = None
     metadata: Metadata = field(default_factory=Metadata)
 
 

@@ -14,6 +14,7 @@ from overcast.models.resources import (
     App,
     AuditEvent,
     Domain,
+    Droplet,
     OAuthClient,
     Organization,
     Process,
@@ -72,6 +73,10 @@ class ProcessRepo(Repo[Process], Protocol):
     async def of_app(self, app_guid: str) -> list[Process]: ...
 
     async def by_type(self, app_guid: str, process_type: str) -> Process | None: ...
+
+
+class DropletRepo(Repo[Droplet], Protocol):
+    """Filters: guids, app_guids, states, space_guids, organization_guids."""
 
 
 class UserRepo(Repo[User], Protocol):
@@ -160,6 +165,9 @@ class Tx(Protocol):
 
     @property
     def processes(self) -> ProcessRepo: ...
+
+    @property
+    def droplets(self) -> DropletRepo: ...
 
     @property
     def users(self) -> UserRepo: ...

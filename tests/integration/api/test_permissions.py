@@ -89,6 +89,7 @@ async def test_space_developer(api: Api) -> None:
     spaces = (await api.http.get("/v3/spaces", headers=headers)).json()
     assert [s["name"] for s in spaces["resources"]] == ["dev"]
     app = await api.app(world["dev"]["guid"], "mine", headers=headers)
+    await api.droplet(app["guid"], headers)
     assert (
         await api.http.post(f"/v3/apps/{app['guid']}/actions/start", headers=headers)
     ).status_code == 200

@@ -138,6 +138,14 @@ async def test_app_include_space_and_org(api: Api) -> None:
 async def test_start_stop_restart(api: Api) -> None:
     org = await api.org()
     app = await api.app((await api.space(org["guid"]))["guid"])
+    refused = await api.http.post(app["links"]["start"]["href"], headers=api.admin)
+    assert refused.status_code == 422
+    assert refused.json()["errors"][0] == {
+        "code": 10008,
+        "title": "CF-UnprocessableEntity",
+        "detail": "Assign a droplet before starting this app.",
+    }
+    await api.droplet(app["guid"])
     before = (await api.http.get(f"/v3/apps/{app['guid']}/processes/web", headers=api.admin)).json()
     started = await api.http.post(app["links"]["start"]["href"], headers=api.admin)
     assert started.status_code == 200 and started.json()["state"] == "STARTED"
@@ -157,6 +165,9 @@ async def test_start_stop_restart(api: Api) -> None:
     ]
     assert types == [
         "audit.app.create",
+        "audit.app.droplet.create",
+        "audit.app.droplet.upload",
+        "audit.app.droplet.mapped",
         "audit.app.start",
         "audit.app.start",
         "audit.app.restart",

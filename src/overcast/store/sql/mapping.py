@@ -7,12 +7,14 @@ from datetime import datetime
 from typing import Any
 
 from overcast.models.jobs import Job, JobError, Stage
-from overcast.models.lifecycle import AppState, JobState, StageState
+from overcast.models.lifecycle import AppState, DropletState, JobState, StageState
 from overcast.models.resources import (
     Actor,
     App,
     AuditEvent,
     Domain,
+    Droplet,
+    DropletBuildpack,
     HealthCheck,
     HealthCheckType,
     Metadata,
@@ -131,6 +133,7 @@ def process_to_row(process: Process) -> dict[str, Any]:
         "health_check_timeout": check.timeout,
         "health_check_invocation_timeout": check.invocation_timeout,
         "health_check_interval": check.interval,
+        "placement_error": process.placement_error,
         **_meta_row(process.metadata),
     }
 
@@ -153,6 +156,65 @@ def process_from_row(row: Row) -> Process:
             invocation_timeout=row["health_check_invocation_timeout"],
             interval=row["health_check_interval"],
         ),
+        placement_error=row["placement_error"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        metadata=_meta(row),
+    )
+
+
+def _buildpack_to_json(buildpack: DropletBuildpack) -> dict[str, Any]:
+    return {
+        "name": buildpack.name,
+        "detect_output": buildpack.detect_output,
+        "buildpack_name": buildpack.buildpack_name,
+        "version": buildpack.version,
+    }
+
+
+def _buildpack_from_json(data: Mapping[Any, Any]) -> DropletBuildpack:
+    return DropletBuildpack(
+        name=data["name"],
+        detect_output=data.get("detect_output"),
+        buildpack_name=data.get("buildpack_name"),
+        version=data.get("version"),
+    )
+
+
+def droplet_to_row(droplet: Droplet) -> dict[str, Any]:
+    return {
+        **_stamps(droplet),
+        "app_guid": droplet.app_guid,
+        "state": droplet.state.value,
+        "error": droplet.error,
+        "lifecycle_type": droplet.lifecycle_type,
+        "lifecycle_buildpacks": list(droplet.lifecycle_buildpacks),
+        "stack": droplet.stack,
+        "execution_metadata": droplet.execution_metadata,
+        "process_types": dict(droplet.process_types),
+        "checksum": droplet.checksum,
+        "size_in_bytes": droplet.size_in_bytes,
+        "buildpacks": [_buildpack_to_json(b) for b in droplet.buildpacks],
+        "package_guid": droplet.package_guid,
+        **_meta_row(droplet.metadata),
+    }
+
+
+def droplet_from_row(row: Row) -> Droplet:
+    return Droplet(
+        guid=row["guid"],
+        app_guid=row["app_guid"],
+        state=DropletState(row["state"]),
+        error=row["error"],
+        lifecycle_type=row["lifecycle_type"],
+        lifecycle_buildpacks=tuple(row["lifecycle_buildpacks"] or ()),
+        stack=row["stack"],
+        execution_metadata=row["execution_metadata"],
+        process_types=dict(row["process_types"] or {}),
+        checksum=row["checksum"],
+        size_in_bytes=row["size_in_bytes"],
+        buildpacks=tuple(_buildpack_from_json(b) for b in row["buildpacks"] or ()),
+        package_guid=row["package_guid"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         metadata=_meta(row),

@@ -35,6 +35,7 @@ from overcast.models.resources import (
     App,
     AuditEvent,
     Domain,
+    Droplet,
     OAuthClient,
     Organization,
     Process,
@@ -354,6 +355,27 @@ class SqlProcessRepo(SqlRepo[Process]):
         return await self._one_where(
             _processes.c.app_guid == app_guid, _processes.c.type == process_type
         )
+
+
+_droplets = tables.droplets
+
+
+class SqlDropletRepo(SqlRepo[Droplet]):
+    table = _droplets
+    kind = "Droplet"
+    filters: ClassVar[Mapping[str, Filter]] = {
+        "guids": _in(_droplets.c.guid),
+        "app_guids": _in(_droplets.c.app_guid),
+        "states": _in(_droplets.c.state),
+        "space_guids": _subquery(_droplets.c.app_guid, _apps_of_spaces),
+        "organization_guids": _subquery(_droplets.c.app_guid, _apps_of_orgs),
+    }
+
+    def to_row(self, item: Droplet) -> dict[str, Any]:
+        return mapping.droplet_to_row(item)
+
+    def from_row(self, row: Mapping[Any, Any]) -> Droplet:
+        return mapping.droplet_from_row(row)
 
 
 _users = tables.users
@@ -780,6 +802,7 @@ class SqlTx:
         self.spaces = SqlSpaceRepo(conn, clock, dialect)
         self.apps = SqlAppRepo(conn, clock, dialect)
         self.processes = SqlProcessRepo(conn, clock, dialect)
+        self.droplets = SqlDropletRepo(conn, clock, dialect)
         self.users = SqlUserRepo(conn, clock, dialect)
         self.roles = SqlRoleRepo(conn, clock, dialect)
         self.domains = SqlDomainRepo(conn, clock, dialect)

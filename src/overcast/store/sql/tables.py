@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -155,9 +156,37 @@ processes = Table(
     Column("health_check_timeout", Integer, nullable=True),
     Column("health_check_invocation_timeout", Integer, nullable=True),
     Column("health_check_interval", Integer, nullable=True),
+    Column("placement_error", Text, nullable=True),
     *_metadata_columns(),
     *_timestamps(),
     UniqueConstraint("app_guid", "type", name="uq_processes_app_type"),
+)
+
+droplets = Table(
+    "droplets",
+    metadata,
+    _id(),
+    _guid(),
+    Column(
+        "app_guid",
+        String(36),
+        ForeignKey("apps.guid", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("state", String(32), nullable=False, index=True),
+    Column("error", Text, nullable=True),
+    Column("lifecycle_type", String(32), nullable=False),
+    Column("lifecycle_buildpacks", JSON, nullable=False),
+    Column("stack", String(255), nullable=True),
+    Column("execution_metadata", Text, nullable=False),
+    Column("process_types", JSON, nullable=False),
+    Column("checksum", String(64), nullable=True),
+    Column("size_in_bytes", BigInteger, nullable=True),
+    Column("buildpacks", JSON, nullable=False),
+    Column("package_guid", String(36), nullable=True),
+    *_metadata_columns(),
+    *_timestamps(),
 )
 
 users = Table(
