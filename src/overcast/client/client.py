@@ -6,22 +6,30 @@ follows to the end."""
 
 from __future__ import annotations
 
+import json
+import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from types import TracebackType
 from typing import Any, Self, cast
+from urllib.parse import quote
 
 import httpx
 
-from overcast.client.errors import JobFailed, JobTimedOut
+from overcast.client.errors import ApiError, JobFailed, JobTimedOut, UnexpectedResponse
 from overcast.client.resources import (
     App,
     AppEnv,
     AuditEvent,
+    Cell,
+    CurrentDropletRelationship,
     Domain,
+    Droplet,
     EnvValue,
+    InstanceStats,
     Job,
     JobDetail,
+    LogEntry,
     Organization,
     Process,
     Queue,
@@ -35,6 +43,7 @@ from overcast.client.session import (
     Params,
     TokenListener,
     Tokens,
+    sse_data,
 )
 
 JOB_DONE_STATES = frozenset({"COMPLETE", "FAILED"})
@@ -122,6 +131,11 @@ class OvercastClient:
 
     def _patch(self, path: str, body: Mapping[str, Any]) -> Any:
         return self.session.request_json("PATCH", path, json=body)
+
+    def _delete_now(self, path: str) -> None:
+        """A DELETE the server does at once (204), not through a job."""
+        method = "DELETE"
+        self.session.request(method, path)
 
     def _list(
         self, path: str, params: Params | None = None, *, limit: int | None = None
@@ -281,6 +295,66 @@ class OvercastClient:
         path = f"/v3/apps/{app_guid}/processes/{process_type}/actions/scale"
         return cast(Process, self._post(path, body))
 
+    # -- instances (actual state) --------------------------------------------------------
+
+    def process_stats(self, process_guid: str) -> list[InstanceStats]:
+        """GET /v3/processes/:guid/stats: every instance, `index` order, DOWN ones included."""
+        body = self._get(f"/v3/processes/{process_guid}/stats")
+        return cast(list[InstanceStats], body.get("resources") or [])
+
+    def app_process_stats(self, app_guid: str, process_type: str = "web") -> list[InstanceStats]:
+        body = self._get(f"/v3/apps/{app_guid}/processes/{process_type}/stats")
+        return cast(list[InstanceStats], body.get("resources") or [])
+
+    def restart_instance(self, process_guid: str, index: int) -> None:
+        """DELETE /v3/processes/:guid/instances/:index: that one instance is replaced."""
+        self._delete_now(f"/v3/processes/{process_guid}/instances/{index}")
+
+    def current_droplet(self, app_guid: str) -> Droplet | None:
+        """The app's current droplet; None when it has none (or the API serves no droplets)."""
+        try:
+            return cast(Droplet, self._get(f"/v3/apps/{app_guid}/droplets/current"))
+        except ApiError as error:
+            if error.status == 404:
+                return None
+            raise
+
+    # -- logs (/v3/x) --------------------------------------------------------------------
+
+    def recent_logs(self, app_guid: str, limit: int = 100) -> list[LogEntry]:
+        """The app's most recent log lines (at most `limit`, up to 1000), oldest first."""
+        body = self._get(f"/v3/x/apps/{app_guid}/logs", {"limit": limit})
+        return cast(list[LogEntry], body.get("resources") or [])
+
+    def stream_logs(self, app_guid: str, recent: int = 0) -> Generator[LogEntry, None, None]:
+        """The app's log lines as they come (Server-Sent Events), after the last `recent`
+        ones. Runs until the server ends the stream or the iterator is closed."""
+        lines = self.session.stream_lines(
+            f"/v3/x/apps/{app_guid}/logs/stream", params={"recent": recent}
+        )
+        for data in sse_data(lines):
+            try:
+                entry = json.loads(data)
+            except ValueError:
+                raise UnexpectedResponse("the log stream sent an event that is not JSON") from None
+            yield cast(LogEntry, entry)
+
+    # -- cells (/v3/x) -------------------------------------------------------------------
+
+    def list_cells(
+        self, *, zones: list[str] | None = None, states: list[str] | None = None
+    ) -> list[Cell]:
+        """GET /v3/x/cells (operators)."""
+        return cast(list[Cell], self._list("/v3/x/cells", _filters(zones=zones, states=states)))
+
+    def get_cell(self, cell_id: str) -> Cell:
+        return cast(Cell, self._get(f"/v3/x/cells/{quote(cell_id, safe='')}"))
+
+    def set_cell_state(self, cell_id: str, state: str) -> Cell:
+        """`DISABLED`: no new instances are placed on the cell; `ENABLED`: back in service."""
+        path = f"/v3/x/cells/{quote(cell_id, safe='')}"
+        return cast(Cell, self._patch(path, {"state": state}))
+
     # -- users and roles -----------------------------------------------------------------
 
     def create_user(
@@ -416,6 +490,50 @@ class OvercastClient:
         """GET /v3/x/queues (operators). Not paginated: there are few queues."""
         body = self._get("/v3/x/queues")
         return cast(list[Queue], body.get("resources") or [])
+
+    # -- droplets ------------------------------------------------------------------------
+
+    def create_droplet(
+        self, app_guid: str, *, process_types: Mapping[str, str] | None = None
+    ) -> Droplet:
+        """An empty droplet (AWAITING_UPLOAD) of the app; its bits come with upload_droplet."""
+        body: dict[str, Any] = {"relationships": {"app": _to_one(app_guid)}}
+        if process_types is not None:
+            body["process_types"] = dict(process_types)
+        return cast(Droplet, self._post("/v3/droplets", body))
+
+    def upload_droplet(self, guid: str, path: str | os.PathLike[str]) -> str:
+        """Upload a droplet tarball (streamed from the file); returns the guid of the job that
+        checks and stores it (wait_for_job; the droplet is then STAGED or FAILED)."""
+        with open(path, "rb") as bits:
+            response = self.session.request(
+                method="POST",
+                path=f"/v3/droplets/{guid}/upload",
+                files={"bits": (os.path.basename(path), bits, "application/gzip")},
+            )
+        location = str(response.headers.get("location", ""))
+        job_guid = location.rstrip("/").rsplit("/", 1)[-1]
+        if response.status_code != 202 or not job_guid:
+            raise UnexpectedResponse("the droplet upload was not answered with a job")
+        return job_guid
+
+    def get_droplet(self, guid: str) -> Droplet:
+        return cast(Droplet, self._get(f"/v3/droplets/{guid}"))
+
+    def app_droplets(self, app_guid: str, *, states: list[str] | None = None) -> list[Droplet]:
+        return cast(
+            list[Droplet], self._list(f"/v3/apps/{app_guid}/droplets", _filters(states=states))
+        )
+
+    def set_current_droplet(self, app_guid: str, droplet_guid: str) -> CurrentDropletRelationship:
+        """Make a STAGED droplet the app's current one (it runs from the next start)."""
+        return cast(
+            CurrentDropletRelationship,
+            self._patch(
+                f"/v3/apps/{app_guid}/relationships/current_droplet",
+                {"data": {"guid": droplet_guid}},
+            ),
+        )
 
 
 def _scale_body(

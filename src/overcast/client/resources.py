@@ -251,3 +251,120 @@ class Queue(TypedDict):
     oldest_queued_at: str | None
     completed_last_hour: int
     links: dict[str, Link]
+
+
+class LogEntry(TypedDict):
+    """One line of GET /v3/x/apps/:guid/logs (and of its SSE stream)."""
+
+    # RFC 3339 in UTC with nanoseconds ("2026-11-21T10:00:00.123456789Z").
+    timestamp: str
+    # The same instant as Unix time in nanoseconds.
+    timestamp_ns: int
+    # STG, APP/PROC/WEB/0, RTR, API, CELL, or LGR (the log system itself).
+    source: str
+    # stdout or stderr.
+    stream: str
+    line: str
+    instance_guid: str | None
+
+
+class InstancePort(TypedDict):
+    external: int
+    internal: int
+
+
+class InstanceUsage(TypedDict, total=False):
+    """Empty for an instance that is not running."""
+
+    time: str
+    # Fraction of one CPU (0.5 = half a core).
+    cpu: float
+    mem: int
+    disk: int
+    log_rate: int
+
+
+class InstanceStats(TypedDict):
+    """One instance of GET /v3/processes/:guid/stats. `state` is RUNNING, STARTING, CRASHED
+    or DOWN; `uptime` in seconds; quotas in bytes."""
+
+    type: str
+    index: int
+    state: str
+    host: str
+    instance_ports: list[InstancePort]
+    uptime: int | float
+    usage: InstanceUsage
+    mem_quota: int | None
+    disk_quota: int | None
+    fds_quota: int | None
+    isolation_segment: str | None
+    details: str | None
+    instance_guid: NotRequired[str]
+    cell_id: NotRequired[str]
+
+
+class CellResources(TypedDict):
+    memory_in_mb: int
+    disk_in_mb: int
+    instances: int
+
+
+class Cell(TypedDict):
+    """GET /v3/x/cells (operators). `state`: ENABLED, DISABLED, DRAINING, DRAINED or LOST."""
+
+    guid: str
+    zone: str
+    state: str
+    host: str
+    stacks: list[str]
+    tags: list[str]
+    capacity: CellResources
+    allocated: CellResources
+    instances: int
+    last_heartbeat_at: str
+    started_at: str
+    links: dict[str, Link]
+
+
+class DropletChecksum(TypedDict):
+    type: str
+    value: str
+
+
+class DropletBuildpack(TypedDict):
+    name: str
+    detect_output: str | None
+    buildpack_name: str | None
+    version: str | None
+
+
+class DropletRelationships(TypedDict):
+    app: ToOne
+
+
+class Droplet(TypedDict):
+    """GET /v3/droplets/:guid (and /v3/apps/:guid/droplets/current). `state` is
+    AWAITING_UPLOAD, PROCESSING_UPLOAD, STAGING, STAGED, FAILED or EXPIRED; `checksum` is null
+    until the bits are stored."""
+
+    guid: str
+    state: str
+    created_at: str
+    stack: NotRequired[str | None]
+    links: dict[str, Link]
+    updated_at: NotRequired[str]
+    error: NotRequired[str | None]
+    lifecycle: NotRequired[dict[str, Any]]
+    execution_metadata: NotRequired[str]
+    process_types: NotRequired[dict[str, str]]
+    checksum: NotRequired[DropletChecksum | None]
+    buildpacks: NotRequired[list[DropletBuildpack]]
+    image: NotRequired[str | None]
+    relationships: NotRequired[DropletRelationships]
+    metadata: NotRequired[Metadata]
+
+
+class CurrentDropletRelationship(TypedDict):
+    data: GuidRef | None
+    links: dict[str, Link]

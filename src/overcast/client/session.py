@@ -4,8 +4,9 @@ CF error parsing and pagination. Resource methods live in `overcast.client.clien
 from __future__ import annotations
 
 import base64
+import contextlib
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin
@@ -28,6 +29,8 @@ CF_CLIENT_BASIC = "Basic " + base64.b64encode(b"cf:").decode()
 INVALID_AUTH_TOKEN = "CF-InvalidAuthToken"
 
 Params = Mapping[str, str | int | list[str]]
+# A stream's server says something at least this often (Overcast's log streams every 15 s).
+STREAM_READ_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,26 @@ def _json_or_none(response: httpx.Response) -> Any:
         return response.json()
     except ValueError:
         return None
+
+
+def sse_data(lines: Iterable[str]) -> Iterator[str]:
+    """The `data` of each Server-Sent Event in a stream of lines: `data:` fields are joined
+    with newlines, a blank line ends an event, comments (`:`) and other fields are skipped."""
+    data: list[str] = []
+    for raw in lines:
+        line = raw.rstrip("\r\n")
+        if not line:
+            if data:
+                yield "\n".join(data)
+                data = []
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        if name == "data":
+            data.append(value[1:] if value.startswith(" ") else value)
+    if data:
+        yield "\n".join(data)
 
 
 def _query(params: Params | None) -> dict[str, str | int] | None:
@@ -233,15 +256,18 @@ class ApiSession:
         *,
         params: Params | None = None,
         json: Any = None,
+        files: Mapping[str, Any] | None = None,
         authenticated: bool = True,
     ) -> httpx.Response:
         """One API call. An expired token is refreshed and the call retried once; any error
-        status raises ApiError."""
+        status raises ApiError. `files` sends a multipart body (file objects are streamed)."""
         url = self.url_for(path)
         send = self._authorized_send if authenticated else self._send
         kwargs: dict[str, Any] = {"params": _query(params)}
         if json is not None:
             kwargs["json"] = json
+        if files is not None:
+            kwargs["files"] = dict(files)
         response = send(method, url, **kwargs)
         if authenticated and self._should_refresh(response):
             self.refresh()
@@ -253,6 +279,77 @@ class ApiSession:
                 error_entries(body, response.status_code, response.reason_phrase),
             )
         return response
+
+    @contextlib.contextmanager
+    def stream(
+        self,
+        path: str,
+        *,
+        params: Params | None = None,
+        accept: str = "text/event-stream",
+        read_timeout: float | None = STREAM_READ_TIMEOUT,
+    ) -> Iterator[httpx.Response]:
+        """A GET whose body is read as it arrives (`response.iter_lines()`), closed when the
+        block ends. As with request(): an expired token is refreshed and the call retried once,
+        an error status raises ApiError. A connection lost while reading raises httpx errors
+        from the iteration; `ApiSession.stream_lines` turns them into ApiUnreachable."""
+        url = self.url_for(path)
+        response = self._open_stream(url, params, accept, read_timeout)
+        try:
+            if response.status_code == 401 and self._tokens is not None:
+                response.read()
+                if self._should_refresh(response):
+                    response.close()
+                    self.refresh()
+                    response = self._open_stream(url, params, accept, read_timeout)
+            if response.is_error:
+                response.read()
+                raise ApiError(
+                    response.status_code,
+                    error_entries(
+                        _json_or_none(response), response.status_code, response.reason_phrase
+                    ),
+                )
+            yield response
+        finally:
+            response.close()
+
+    def stream_lines(
+        self, path: str, *, params: Params | None = None, accept: str = "text/event-stream"
+    ) -> Iterator[str]:
+        """The lines of a streamed GET as they arrive; the stream closes when the iterator is
+        closed or exhausted."""
+        with self.stream(path, params=params, accept=accept) as response:
+            try:
+                yield from response.iter_lines()
+            except httpx.TimeoutException as error:
+                raise ApiUnreachable(self.api_url, f"the stream went quiet ({error})") from None
+            except httpx.TransportError as error:
+                raise ApiUnreachable(self.api_url, str(error) or type(error).__name__) from None
+
+    def _open_stream(
+        self, url: str, params: Params | None, accept: str, read_timeout: float | None
+    ) -> httpx.Response:
+        headers = {"X-Request-Id": uuid.uuid4().hex, "Accept": accept}
+        if self._tokens is not None:
+            if not self._is_api_origin(url):
+                raise UnexpectedResponse(
+                    f"refusing to send credentials to {url}: it is not the API at {self.api_url}"
+                )
+            headers["Authorization"] = f"bearer {self._tokens.access_token}"
+        base = self._http.timeout
+        timeout = httpx.Timeout(
+            connect=base.connect, read=read_timeout, write=base.write, pool=base.pool
+        )
+        request = self._http.build_request(
+            "GET", url, params=_query(params), headers=headers, timeout=timeout
+        )
+        try:
+            return self._http.send(request, stream=True)
+        except httpx.TimeoutException as error:
+            raise ApiUnreachable(self.api_url, f"no answer in time ({error})") from None
+        except httpx.TransportError as error:
+            raise ApiUnreachable(self.api_url, str(error) or type(error).__name__) from None
 
     def _should_refresh(self, response: httpx.Response) -> bool:
         # Only an invalid/expired token is worth a refresh; CF-NotAuthenticated means the
