@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 import socket
 import stat
+import tempfile
 import uuid
+from pathlib import Path
 
+from overcast.client.client import OvercastClient
+from overcast.testing.droplets import build_droplet
 from tests.e2e.conftest import Cli, MicroCloud
 
 SECRET_VALUE = "hunter2-very-secret"
@@ -31,6 +35,31 @@ def value_of(output: str, key: str) -> str:
         if line.startswith(f"{key}:"):
             return line.split(":", 1)[1].strip()
     raise AssertionError(f"no {key!r} line in:\n{output}")
+
+
+def give_droplet(cli: Cli, org: str, space: str, app: str) -> None:
+    """Staging is not a CLI command yet: upload the test droplet through the client library
+    and make it the app's current droplet, so the app can start."""
+    with OvercastClient(cli.cloud.api_url) as client, tempfile.TemporaryDirectory() as scratch:
+        client.login_password("admin", cli.cloud.admin_password)
+        found_org = client.org_by_name(org)
+        assert found_org is not None
+        found_space = client.space_by_name(found_org["guid"], space)
+        assert found_space is not None
+        found_app = client.app_by_name(found_space["guid"], app)
+        assert found_app is not None
+        droplet = client.create_droplet(found_app["guid"])
+        built = build_droplet(Path(scratch) / "droplet.tgz")
+        client.wait_for_job(client.upload_droplet(droplet["guid"], built.path))
+        staged = client.get_droplet(droplet["guid"])
+        assert staged["state"] == "STAGED"
+        assert staged.get("checksum") == {"type": "sha256", "value": built.sha256}
+        listed = client.app_droplets(found_app["guid"], states=["STAGED"])
+        assert [d["guid"] for d in listed] == [droplet["guid"]]
+        assigned = client.set_current_droplet(found_app["guid"], droplet["guid"])
+        assert assigned["data"] == {"guid": droplet["guid"]}
+        current = client.current_droplet(found_app["guid"])
+        assert current is not None and current["guid"] == droplet["guid"]
 
 
 def saved_config(cli: Cli) -> dict[str, object]:
@@ -133,10 +162,13 @@ def test_org_space_app_lifecycle(admin: Cli) -> None:
     assert value_of(shown, "name") == app
     assert value_of(shown, "state") == "STOPPED"
     assert value_of(shown, "org / space") == f"{org} / {space}"
-    assert row_of(shown, "web")[1:4] == ["3", "512M", "1G"]
+    assert value_of(shown, "type") == "web"
+    assert value_of(shown, "instances") == "0/3"
+    assert value_of(shown, "memory / disk") == "512M / 1G"
 
     _check_environment(admin, app)
 
+    give_droplet(admin, org, space, app)
     assert "state STARTED" in admin.ok("start", app)
     assert value_of(admin.ok("app", app), "state") == "STARTED"
     assert "state STOPPED" in admin.ok("stop", app)

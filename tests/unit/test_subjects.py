@@ -66,5 +66,10 @@ def test_constants_are_plain_subjects() -> None:
     for name in names:
         value = getattr(subjects, name)
         assert isinstance(value, str)
-        assert value and "*" not in value and ">" not in value and " " not in value
+        assert value and ">" not in value and " " not in value
+        # Only subscription patterns, named as such, hold a wildcard (as a whole token).
+        if name.startswith("ALL_"):
+            assert value.split(".")[-1] == "*", name
+        else:
+            assert "*" not in value, name
         assert all(value.split(".")), name

@@ -7,12 +7,32 @@ from fastapi import FastAPI
 from overcast import __version__
 from overcast.api.errors import install_error_handlers
 from overcast.api.middleware import RequestContextMiddleware
-from overcast.api.v3 import apps, extensions, misc, orgs, processes, roles, root, spaces
+from overcast.api.v3 import (
+    apps,
+    blobs,
+    droplets,
+    extensions,
+    instances,
+    logs,
+    misc,
+    orgs,
+    processes,
+    roles,
+    root,
+    spaces,
+)
 from overcast.controller.controller import Controller
+
+# Multipart framing around an uploaded file (boundaries, part headers) on top of its size.
+UPLOAD_FRAMING_BYTES = 64 * 1024
 
 
 def create_app(
-    controller: Controller, *, external_url: str = "", max_body_bytes: int = 1024 * 1024
+    controller: Controller,
+    *,
+    external_url: str = "",
+    max_body_bytes: int = 1024 * 1024,
+    max_upload_bytes: int = 2 * 1024**3,
 ) -> FastAPI:
     app = FastAPI(
         title="Overcast API",
@@ -27,7 +47,24 @@ def create_app(
     app.state.controller = controller
     app.state.external_url = external_url.rstrip("/")
     install_error_handlers(app)
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=max_body_bytes)
-    for module in (root, orgs, spaces, apps, processes, roles, misc, extensions):
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=max_body_bytes,
+        body_limits=[(droplets.UPLOAD_PATH, max_upload_bytes + UPLOAD_FRAMING_BYTES)],
+    )
+    for module in (
+        root,
+        orgs,
+        spaces,
+        apps,
+        processes,
+        roles,
+        misc,
+        extensions,
+        logs,
+        droplets,
+        blobs,
+        instances,
+    ):
         app.include_router(module.router)
     return app

@@ -1,4 +1,4 @@
-"""apps, app, create-app, delete, start, stop, restart, scale."""
+"""apps, create-app, delete, start, stop, restart, scale (`app` is in instance_commands)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from typing import Annotated
 import typer
 
 from overcast.cli import render
-from overcast.cli.config import Named
 from overcast.cli.context import CliContext, add_commands, current
 from overcast.cli.errors import CliError
 from overcast.cli.prompts import confirm_deletion
@@ -63,44 +62,6 @@ def apps() -> None:
     render.table(
         ("name", "state", "process", "instances", "memory", "disk"),
         ((app["name"], app["state"], *_process_columns(by_app[app["guid"]])) for app in found),
-    )
-
-
-def app(name: AppName) -> None:
-    """Show an app and the desired scale of each of its processes."""
-    ctx = current()
-    with ctx.client() as client:
-        found = find_app(ctx, client, name)
-        processes = client.app_processes(found["guid"])
-    _show_app(found, processes, ctx.require_space(), ctx.require_org())
-
-
-def _show_app(found: App, processes: Sequence[Process], space: Named, org: Named) -> None:
-    render.key_values(
-        [
-            ("name", found["name"]),
-            ("state", found["state"]),
-            ("guid", found["guid"]),
-            ("org / space", f"{org.name} / {space.name}"),
-            ("stack", found["lifecycle"]["data"].get("stack") or "-"),
-            ("created", found["created_at"]),
-            ("updated", found["updated_at"]),
-        ]
-    )
-    render.line()
-    # Instance stats are not served yet: these are the desired values, not running ones.
-    render.table(
-        ("process", "desired instances", "memory", "disk", "health check"),
-        (
-            (
-                process["type"],
-                str(process["instances"]),
-                format_mb(process["memory_in_mb"]),
-                format_mb(process["disk_in_mb"]),
-                process["health_check"]["type"],
-            )
-            for process in _web_first(processes)
-        ),
     )
 
 
@@ -204,7 +165,6 @@ def register(app_: typer.Typer) -> None:
         "Apps",
         {
             "apps": apps,
-            "app": app,
             "create-app": create_app,
             "delete": delete,
             "start": start,

@@ -11,6 +11,8 @@ import typer
 from overcast.cli import (
     app_commands,
     env_commands,
+    instance_commands,
+    log_commands,
     operator_commands,
     org_commands,
     session_commands,
@@ -21,6 +23,8 @@ _MODULES = (
     session_commands,
     org_commands,
     app_commands,
+    instance_commands,
+    log_commands,
     env_commands,
     user_commands,
     operator_commands,

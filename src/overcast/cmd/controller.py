@@ -23,7 +23,7 @@ async def run_controller(settings: ControllerSettings) -> None:
     parts = await build_controller(settings)
     if settings.instance_name:
         await parts.engine.recover_leases_of(f"{settings.instance_name}:")
-    await parts.engine.start()
+    await parts.start()
     server, server_task = await start_api(parts.app, settings.api.host, settings.api.port)
     try:
         api_url = settings.api.external_url or f"http://{settings.api.host}:{server.bound_port()}"

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 
+from overcast.cli import instance_commands
 from overcast.cli.app import build_cli
 from overcast.core.settings import (
     DEFAULT_API_PORT,
     DEFAULT_ROUTER_PORT,
+    CellSettings,
+    ComponentSettings,
     ControllerSettings,
     MicroCloudSettings,
     load_settings,
 )
 from overcast.models.errors import OvercastError
+
+SettingsT = TypeVar("SettingsT", bound=ComponentSettings)
 
 app = build_cli()
 
@@ -24,9 +29,7 @@ ConfigOption = Annotated[
 ]
 
 
-def _load(
-    cls: type[ControllerSettings], config: Path | None, **overrides: object
-) -> ControllerSettings:
+def _load(cls: type[SettingsT], config: Path | None, **overrides: object) -> SettingsT:
     try:
         return load_settings(cls, config_file=config, **overrides)
     except OvercastError as error:
@@ -55,9 +58,7 @@ def up(
     overrides: dict[str, object] = {"data_dir": data_dir, "router_port": router_port}
     if api_port is not None:
         overrides["api"] = {"port": api_port}
-    settings = _load(MicroCloudSettings, config, **overrides)
-    assert isinstance(settings, MicroCloudSettings)
-    raise typer.Exit(micro.main(settings))
+    raise typer.Exit(micro.main(_load(MicroCloudSettings, config, **overrides)))
 
 
 @app.command(rich_help_panel="Servers")
@@ -66,6 +67,31 @@ def controller(config: ConfigOption = None) -> None:
     from overcast.cmd import controller as controller_root
 
     raise typer.Exit(controller_root.main(_load(ControllerSettings, config)))
+
+
+cell_commands = typer.Typer(
+    name="cell",
+    invoke_without_command=True,
+    help="Run a cell agent (no subcommand), or enable/disable a cell (admins).",
+)
+
+
+@cell_commands.callback()
+def cell(context: typer.Context, config: ConfigOption = None) -> None:
+    """Run a cell agent: app instances, on a shared NATS bus (settings OVERCAST_CELL__*).
+
+    `overcast cell disable ID` / `overcast cell enable ID` take a cell out of placement and
+    put it back (it keeps running what it has)."""
+    if context.invoked_subcommand is not None:
+        return
+    from overcast.cmd import cell as cell_root
+
+    raise typer.Exit(cell_root.main(_load(CellSettings, config)))
+
+
+cell_commands.command("disable")(instance_commands.disable_cell)
+cell_commands.command("enable")(instance_commands.enable_cell)
+app.add_typer(cell_commands, rich_help_panel="Servers")
 
 
 def main() -> None:

@@ -11,6 +11,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from overcast.cell.agent import CellAgent
+from overcast.cmd.cell import cell_work_dir
 from overcast.cmd.wiring import build_controller, start_api, stop_api, write_private_file
 from overcast.core.logging import configure_logging, get_logger
 from overcast.core.settings import MicroCloudSettings, stdout_is_terminal
@@ -19,9 +21,13 @@ from overcast.jobs.engine import default_owner
 log = get_logger(__name__)
 
 MICRO_INSTANCE = "micro"
+# The id of the micro cloud's one cell, unless configured.
+MICRO_CELL = "micro"
 
 
-def _banner(api_url: str, settings: MicroCloudSettings, password_file: Path | None) -> str:
+def _banner(
+    api_url: str, settings: MicroCloudSettings, password_file: Path | None, cell_id: str
+) -> str:
     login = f"overcast login -a {api_url} -u {settings.auth.admin_username}"
     where = (
         f"the password is in {password_file}"
@@ -35,6 +41,7 @@ def _banner(api_url: str, settings: MicroCloudSettings, password_file: Path | No
             f"  API:          {api_url}",
             f"  Apps domain:  {settings.apps_domain} (router port {settings.router_port}; the "
             "router arrives with a later release)",
+            f"  Cell:         {cell_id} (zone {settings.cell.zone})",
             f"  Data:         {settings.data_dir}",
             f"  Log in:       {login}   ({where})",
             "Press Ctrl-C to stop.",
@@ -53,7 +60,15 @@ async def run_micro_cloud(
     parts = await build_controller(settings, owner=default_owner(MICRO_INSTANCE))
     # A restarted micro cloud resumes its own unfinished jobs at once.
     await parts.engine.recover_leases_of(f"{MICRO_INSTANCE}:")
-    await parts.engine.start()
+    await parts.start()
+    # The micro cloud's one cell shares the controller's in-process bus.
+    cell_settings = settings.cell
+    if not cell_settings.id:
+        cell_settings = cell_settings.model_copy(update={"id": MICRO_CELL})
+    cell = CellAgent(
+        cell_settings, bus=parts.bus, work_dir=cell_work_dir(settings.data_dir, settings.cell)
+    )
+    await cell.start()
     server, server_task = await start_api(parts.app, settings.api.host, settings.api.port)
     try:
         port = server.bound_port()
@@ -65,7 +80,12 @@ async def run_micro_cloud(
         (settings.data_dir / "api-url").write_text(api_url + "\n")
         log.info("micro.ready", api_url=api_url, apps_domain=settings.apps_domain)
         print(
-            _banner(api_url, settings, password_file if password_file.exists() else None),
+            _banner(
+                api_url,
+                settings,
+                password_file if password_file.exists() else None,
+                cell.cell_id,
+            ),
             flush=True,
         )
         if ready is not None:
@@ -76,6 +96,7 @@ async def run_micro_cloud(
     finally:
         log.info("micro.stopping")
         await stop_api(server, server_task)
+        await cell.stop()
         await parts.close()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(Exception):

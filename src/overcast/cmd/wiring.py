@@ -23,6 +23,7 @@ from overcast.core.clock import Clock, SystemClock
 from overcast.core.logging import get_logger
 from overcast.core.settings import ControllerSettings
 from overcast.jobs.engine import JobEngine, default_owner
+from overcast.store.blobs import DirectoryBlobStore
 from overcast.store.sql.store import SqlStore
 
 log = get_logger(__name__)
@@ -38,8 +39,15 @@ class ControllerParts:
     app: FastAPI
     admin: AdminBootstrap
 
+    async def start(self) -> None:
+        """Listen to the cells, then run jobs (a scheduling job needs the cells' view)."""
+        await self.controller.start()
+        await self.engine.start()
+
     async def close(self) -> None:
+        await self.controller.log_buffer.stop()
         await self.engine.stop()
+        await self.controller.stop()
         await self.bus.close()
         await self.store.close()
 
@@ -94,7 +102,20 @@ async def build_controller(
         access_ttl_seconds=settings.auth.access_token_ttl_seconds,
         refresh_ttl_seconds=settings.auth.refresh_token_ttl_seconds,
     )
-    controller = Controller(store, clock, engine, AuthService(store, issuer), bus)
+    controller = Controller(
+        store,
+        clock,
+        engine,
+        AuthService(store, issuer),
+        bus,
+        log_settings=settings.logs,
+        blobs=DirectoryBlobStore(settings.blobstore_dir()),
+        blob_settings=settings.blobstore,
+    )
+    if settings.api.external_url:
+        controller.set_api_url(settings.api.external_url)
+    # Every controller keeps every app's recent log lines (not a queue group).
+    await controller.log_buffer.start()
     admin = await ensure_admin(
         store, clock, settings.auth.admin_username, settings.auth.admin_password.get_secret_value()
     )
@@ -103,6 +124,7 @@ async def build_controller(
         controller,
         external_url=settings.api.external_url,
         max_body_bytes=settings.api.max_body_bytes,
+        max_upload_bytes=settings.blobstore.max_droplet_bytes,
     )
     return ControllerParts(
         settings=settings,
@@ -151,6 +173,11 @@ async def start_api(app: FastAPI, host: str, port: int) -> tuple[ApiServer, asyn
 
 
 async def stop_api(server: ApiServer, task: asyncio.Task[None]) -> None:
+    # Live log streams (SSE) never finish on their own: end them, so the server can drain.
+    app = server.config.app
+    controller = getattr(getattr(app, "state", None), "controller", None)
+    if isinstance(controller, Controller):
+        controller.log_buffer.end_streams()
     server.should_exit = True
     with contextlib.suppress(asyncio.CancelledError):
         await asyncio.wait_for(task, timeout=10)

@@ -17,6 +17,8 @@ from overcast.controller.access import (
 )
 from overcast.controller.base import MetadataPatch, UseCase
 from overcast.controller.events import changes_request, record_app_event
+from overcast.controller.logs import SOURCE_API, LogBuffer, change_summary
+from overcast.controller.scheduling import request_schedule
 from overcast.core.ids import new_guid
 from overcast.models.environment import user_environment, vcap_application
 from overcast.models.errors import Unprocessable
@@ -61,6 +63,28 @@ def _check_lifecycle(lifecycle: Lifecycle) -> None:
             raise Unprocessable("Buildpack names must be 1 to 4096 characters")
 
 
+def _state_line(guid: str, state: str) -> str:
+    return f"Updated app with guid {guid} ({change_summary({'state': state})})"
+
+
+def _app_changes(changes: AppChanges) -> str:
+    """What an update changed, for the `API` line: names and lifecycle, and only the keys of
+    metadata."""
+    summary: dict[str, object] = {}
+    if changes.name is not None:
+        summary["name"] = changes.name
+    if changes.lifecycle is not None:
+        summary["lifecycle"] = dataclasses.asdict(changes.lifecycle)
+    metadata = {
+        name: sorted(given)
+        for name, given in (("labels", changes.labels), ("annotations", changes.annotations))
+        if given
+    }
+    if metadata:
+        summary["metadata"] = metadata
+    return change_summary(summary)
+
+
 def new_process(app_guid: str, process_type: str, now: Any) -> Process:
     return Process(
         guid=new_guid(),
@@ -75,6 +99,12 @@ def new_process(app_guid: str, process_type: str, now: Any) -> Process:
 class Apps(UseCase):
     # The API's external URL for VCAP_APPLICATION.cf_api; set once the API is listening.
     api_url: str = ""
+    # Where the `API` lines about changes go (set by the Controller).
+    logs: LogBuffer | None = None
+
+    async def _log_change(self, guid: str, text: str) -> None:
+        if self.logs is not None:
+            await self.logs.publish(guid, SOURCE_API, text)
 
     async def create(
         self,
@@ -178,6 +208,7 @@ class Apps(UseCase):
                 space,
                 request=changes_request(changes),
             )
+        await self._log_change(guid, f"Updated app with guid {guid} ({_app_changes(changes)})")
         return after
 
     async def delete(self, caller: Caller, guid: str) -> Job:
@@ -213,18 +244,21 @@ class Apps(UseCase):
         replace_instances: bool = False,
     ) -> App:
         async with self.store.write() as tx:
-            _, space = await self._writable(tx, caller, guid)
+            app, space = await self._writable(tx, caller, guid)
+            if state == AppState.STARTED and not app.current_droplet_guid:
+                raise Unprocessable("Assign a droplet before starting this app.")
             _, after = await tx.apps.update(
                 guid,
                 lambda current: dataclasses.replace(
                     current, state=transition(APP_TRANSITIONS, current.state, state, what="App")
                 ),
             )
-            if replace_instances:
-                for process in await tx.processes.of_app(guid):
-                    await tx.processes.update(
+            for process in await tx.processes.of_app(guid):
+                if replace_instances:
+                    _, process = await tx.processes.update(
                         process.guid, lambda p: dataclasses.replace(p, version=new_guid())
                     )
+                await request_schedule(tx, self.engine, after, process)
             await record_app_event(
                 tx,
                 self.clock,
@@ -233,19 +267,26 @@ class Apps(UseCase):
                 after,
                 space,
             )
+        self.engine.wake()
         return after
 
     async def start(self, caller: Caller, guid: str) -> App:
-        return await self._set_state(caller, guid, AppState.STARTED, "audit.app.start")
+        app = await self._set_state(caller, guid, AppState.STARTED, "audit.app.start")
+        await self._log_change(guid, _state_line(guid, "STARTED"))
+        return app
 
     async def stop(self, caller: Caller, guid: str) -> App:
-        return await self._set_state(caller, guid, AppState.STOPPED, "audit.app.stop")
+        app = await self._set_state(caller, guid, AppState.STOPPED, "audit.app.stop")
+        await self._log_change(guid, _state_line(guid, "STOPPED"))
+        return app
 
     async def restart(self, caller: Caller, guid: str) -> App:
         """Stop then start: every instance is replaced (new process versions)."""
-        return await self._set_state(
+        app = await self._set_state(
             caller, guid, AppState.STARTED, "audit.app.restart", replace_instances=True
         )
+        await self._log_change(guid, f"Restarted app with guid {guid}")
+        return app
 
     # --- environment ------------------------------------------------------------------------
 
@@ -282,6 +323,9 @@ class Apps(UseCase):
                 space,
                 request={"environment_variables": dict(variables)},
             )
+        # Values never go into logs: CF writes the same placeholder.
+        hidden = change_summary({"environment_variables": "[PRIVATE DATA HIDDEN]"})
+        await self._log_change(guid, f"Updated app with guid {guid} ({hidden})")
         return after, user_environment(after)
 
     async def env(self, caller: Caller, guid: str) -> dict[str, Any]:

@@ -2,29 +2,49 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 from overcast.auth.identity import Identity
 from overcast.auth.service import AuthService
 from overcast.bus.base import Bus
 from overcast.controller.access import Caller, load_caller
 from overcast.controller.apps import Apps
 from overcast.controller.audit import AuditEvents
+from overcast.controller.cells import CellDirectory
 from overcast.controller.clients import Clients
 from overcast.controller.deletion import Deletions
 from overcast.controller.domains import Domains
+from overcast.controller.droplets import Droplets
+from overcast.controller.instances import Instances
 from overcast.controller.jobs import Jobs
+from overcast.controller.logs import LogBuffer, Logs
 from overcast.controller.orgs import Organizations
 from overcast.controller.processes import Processes
 from overcast.controller.roles import Roles
+from overcast.controller.scheduler import Scheduler
 from overcast.controller.spaces import Spaces
 from overcast.controller.users import Users
 from overcast.core.clock import Clock
+from overcast.core.settings import BlobstoreSettings, LogSettings
 from overcast.jobs.engine import JobEngine
 from overcast.store.base import Store
+from overcast.store.blobs import BlobStore, DirectoryBlobStore
 
 
 class Controller:
     def __init__(
-        self, store: Store, clock: Clock, engine: JobEngine, auth: AuthService, bus: Bus
+        self,
+        store: Store,
+        clock: Clock,
+        engine: JobEngine,
+        auth: AuthService,
+        bus: Bus,
+        *,
+        log_settings: LogSettings | None = None,
+        blobs: BlobStore | None = None,
+        blob_settings: BlobstoreSettings | None = None,
+        requester: str = "controller",
     ) -> None:
         self.store = store
         self.bus = bus
@@ -42,11 +62,52 @@ class Controller:
         self.audit_events = AuditEvents(*parts)
         self.jobs = Jobs(*parts)
         self.clients = Clients(*parts)
-        for operation in Deletions(store).operations():
+        # Application logs: the recent-lines buffer (started by the composition root) and the
+        # `API` lines apps and processes write about their changes.
+        logs = log_settings or LogSettings()
+        self.log_buffer = LogBuffer(
+            bus,
+            clock,
+            lines_per_app=logs.lines_per_app,
+            max_apps=logs.max_apps,
+            listener_queue=logs.listener_queue_lines,
+            keepalive_seconds=logs.keepalive_seconds,
+        )
+        self.logs = Logs(store, self.log_buffer)
+        self.apps.logs = self.log_buffer
+        self.processes.logs = self.log_buffer
+        # Droplets and their blobstore (a throwaway directory when none is given: tests).
+        blob_config = blob_settings or BlobstoreSettings()
+        self.droplets = Droplets(
+            *parts,
+            blobs=blobs or DirectoryBlobStore(Path(tempfile.mkdtemp(prefix="overcast-blobs-"))),
+            max_droplet_bytes=blob_config.max_droplet_bytes,
+            signed_url_ttl_seconds=blob_config.signed_url_ttl_seconds,
+        )
+        for operation in self.droplets.operations():
             engine.register(operation)
+        engine.listeners.append(self.droplets.on_job_finished)
+        # Actual state: the cells' reports, and turning desired state into instances on them.
+        self.directory = CellDirectory(bus, requester=requester)
+        self.scheduler = Scheduler(store, clock, bus, self.directory, self.droplets)
+        for operation in self.scheduler.operations():
+            engine.register(operation)
+        self.instances = Instances(*parts, directory=self.directory, scheduler=self.scheduler)
+        deletions = Deletions(store, stop_app_instances=self.scheduler.stop_app_instances)
+        for operation in deletions.operations():
+            engine.register(operation)
+
+    async def start(self) -> None:
+        """Start listening to the cells (the job engine is started by the caller)."""
+        await self.directory.start()
+
+    async def stop(self) -> None:
+        await self.directory.stop()
 
     def set_api_url(self, url: str) -> None:
         self.apps.api_url = url
+        self.droplets.api_url = url.rstrip("/")
+        self.scheduler.api_url = url
 
     async def caller(self, authorization: str | None) -> Caller:
         """Authenticate a bearer token and load what its holder may do."""

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Awaitable, Callable
 
 from overcast.jobs.engine import JobContext, Operation, StageSpec
 from overcast.models.lifecycle import AppState
@@ -15,15 +16,27 @@ async def _delete_app(tx: Tx, app_guid: str) -> None:
     await tx.apps.delete(app_guid)
 
 
-async def _delete_space_contents(store: Store, space_guid: str) -> None:
-    async with store.write() as tx:
-        for app_guid in await tx.apps.guids({"space_guids": [space_guid]}):
-            await _delete_app(tx, app_guid)
+StopAppInstances = Callable[[str], Awaitable[int]]
+
+
+async def _no_instances(_app_guid: str) -> int:
+    return 0
 
 
 class Deletions:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, stop_app_instances: StopAppInstances = _no_instances) -> None:
         self.store = store
+        # Asks the cells to stop an app's instances: a deleted app must not keep running.
+        self.stop_app_instances = stop_app_instances
+
+    async def _delete_space_contents(self, space_guid: str) -> None:
+        async with self.store.read() as tx:
+            app_guids = await tx.apps.guids({"space_guids": [space_guid]})
+        for app_guid in app_guids:
+            await self.stop_app_instances(app_guid)
+        async with self.store.write() as tx:
+            for app_guid in app_guids:
+                await _delete_app(tx, app_guid)
 
     # --- apps -------------------------------------------------------------------------------
 
@@ -35,6 +48,9 @@ class Deletions:
                     lambda app: dataclasses.replace(app, state=AppState.STOPPED),
                 )
 
+    async def stop_instances(self, context: JobContext) -> None:
+        await self.stop_app_instances(context.job.target_guid)
+
     async def delete_app(self, context: JobContext) -> None:
         async with self.store.write() as tx:
             await _delete_app(tx, context.job.target_guid)
@@ -42,7 +58,7 @@ class Deletions:
     # --- spaces -----------------------------------------------------------------------------
 
     async def delete_apps_of_space(self, context: JobContext) -> None:
-        await _delete_space_contents(self.store, context.job.target_guid)
+        await self._delete_space_contents(context.job.target_guid)
 
     async def delete_space(self, context: JobContext) -> None:
         async with self.store.write() as tx:
@@ -54,7 +70,7 @@ class Deletions:
         async with self.store.read() as tx:
             space_guids = await tx.spaces.guids({"organization_guids": [context.job.target_guid]})
         for done, space_guid in enumerate(space_guids, start=1):
-            await _delete_space_contents(self.store, space_guid)
+            await self._delete_space_contents(space_guid)
             async with self.store.write() as tx:
                 await tx.spaces.delete(space_guid)
             await context.progress(done * 100 // len(space_guids), f"{done} spaces deleted")
@@ -81,6 +97,7 @@ class Deletions:
                 "deletes",
                 (
                     StageSpec("stop app", self.stop_app),
+                    StageSpec("stop instances", self.stop_instances),
                     StageSpec("delete app", self.delete_app),
                 ),
             ),

@@ -14,6 +14,9 @@ from overcast.controller.access import (
 )
 from overcast.controller.base import MetadataPatch, UseCase
 from overcast.controller.events import changes_request, record_app_event
+from overcast.controller.logs import SOURCE_API, LogBuffer, change_summary
+from overcast.controller.scheduling import request_schedule
+from overcast.core.ids import new_guid
 from overcast.models.errors import NotFound, Unprocessable
 from overcast.models.metadata import patch_metadata
 from overcast.models.query import ListQuery, Page
@@ -106,7 +109,27 @@ def _process_request(changes: ProcessChanges) -> dict[str, object]:
     return request
 
 
+def _process_line(process: Process, changes: dict[str, object]) -> str:
+    return (
+        f'Updated process "{process.type}" of app with guid {process.app_guid} '
+        f"({change_summary(changes)})"
+    )
+
+
+def _resizes(current: Process, scale: Scale) -> bool:
+    return (scale.memory_in_mb is not None and scale.memory_in_mb != current.memory_in_mb) or (
+        scale.disk_in_mb is not None and scale.disk_in_mb != current.disk_in_mb
+    )
+
+
 class Processes(UseCase):
+    # Where the `API` lines about changes go (set by the Controller).
+    logs: LogBuffer | None = None
+
+    async def _log_change(self, process: Process, changes: dict[str, object]) -> None:
+        if self.logs is not None:
+            await self.logs.publish(process.app_guid, SOURCE_API, _process_line(process, changes))
+
     async def _visible(self, tx: Tx, caller: Caller, guid: str) -> tuple[Process, Space]:
         process = await tx.processes.get(guid)
         if process is None:
@@ -183,6 +206,16 @@ class Processes(UseCase):
                 process_type=after.type,
                 request=request,
             )
+        logged = dict(request)
+        if "command" in logged:
+            # A command may hold credentials: CF hides it the same way.
+            logged["command"] = "[PRIVATE DATA HIDDEN]"
+        if changes.labels or changes.annotations:
+            logged["metadata"] = {
+                "labels": sorted(changes.labels or ()),
+                "annotations": sorted(changes.annotations or ()),
+            }
+        await self._log_change(after, logged)
         return after
 
     async def scale(self, caller: Caller, guid: str, scale: Scale) -> Process:
@@ -191,11 +224,17 @@ class Processes(UseCase):
             _, space = await self._writable(tx, caller, guid)
 
             def apply(current: Process) -> Process:
-                changes = {k: v for k, v in dataclasses.asdict(scale).items() if v is not None}
-                return dataclasses.replace(current, **changes)
+                changes: dict[str, object] = {
+                    k: v for k, v in dataclasses.asdict(scale).items() if v is not None
+                }
+                if _resizes(current, scale):
+                    # New limits need new instances (as `cf scale -m` restarts the app).
+                    changes["version"] = new_guid()
+                return dataclasses.replace(current, **changes)  # type: ignore[arg-type]
 
             _, after = await tx.processes.update(guid, apply)
             app = await tx.apps.require(after.app_guid)
+            await request_schedule(tx, self.engine, app, after)
             await record_app_event(
                 tx,
                 self.clock,
@@ -207,4 +246,6 @@ class Processes(UseCase):
                 process_type=after.type,
                 request=changes_request(scale),
             )
+        self.engine.wake()
+        await self._log_change(after, changes_request(scale))
         return after

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -86,6 +86,28 @@ class JobSettings(_Section):
     retry_delay_seconds: float = Field(default=2.0, ge=0)
 
 
+class LogSettings(_Section):
+    """The controller's recent-log buffer (every controller keeps the full picture)."""
+
+    # Recent lines kept per app, and how many apps are kept (least recently logging first out).
+    lines_per_app: int = Field(default=1000, ge=1, le=100_000)
+    max_apps: int = Field(default=10_000, ge=1)
+    # Lines a live reader may fall behind before it loses lines (it is told how many).
+    listener_queue_lines: int = Field(default=1000, ge=2)
+    # A `: keepalive` comment on idle log streams (SSE), so proxies keep them open.
+    keepalive_seconds: float = Field(default=15.0, gt=0)
+
+
+class BlobstoreSettings(_Section):
+    """Where droplets are kept (a directory every controller of a cluster shares)."""
+
+    # Empty: <data_dir>/blobs.
+    dir: Path | None = None
+    max_droplet_bytes: int = Field(default=2 * 1024**3, ge=1024)
+    # How long a signed droplet download URL handed to a cell stays valid.
+    signed_url_ttl_seconds: int = Field(default=900, ge=1, le=7 * 24 * 3600)
+
+
 class CellSection(_Section):
     """A cell agent: what it advertises and how it runs instances."""
 
@@ -112,6 +134,12 @@ class CellSection(_Section):
     # When the cell process exits: stop its instances (micro cloud), or leave them running to
     # be re-adopted by the next cell process (a standalone cell: upgrades lose nothing).
     stop_instances_on_exit: bool = False
+
+    @model_validator(mode="after")
+    def _ports_in_order(self) -> CellSection:
+        if self.port_range_end < self.port_range_start:
+            raise ValueError("port_range_end must not be below port_range_start")
+        return self
 
 
 class ComponentSettings(BaseSettings):
@@ -153,11 +181,17 @@ class ControllerSettings(ComponentSettings):
     api: ApiSettings = ApiSettings()
     auth: AuthSettings = AuthSettings()
     jobs: JobSettings = JobSettings()
+    logs: LogSettings = LogSettings()
+    blobstore: BlobstoreSettings = BlobstoreSettings()
     apps_domain: str = DEFAULT_APPS_DOMAIN
 
     def database_url(self) -> str:
         configured = self.store.url.get_secret_value()
         return configured or f"sqlite:///{self.data_dir / 'overcast.db'}"
+
+    def blobstore_dir(self) -> Path:
+        configured = self.blobstore.dir
+        return configured.expanduser() if configured else self.data_dir / "blobs"
 
 
 class CellSettings(ComponentSettings):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ import pytest
 from overcast.cmd.wiring import ControllerParts, build_controller
 from overcast.core.settings import ControllerSettings
 from overcast.testing.clock import FakeClock
+from overcast.testing.droplets import build_droplet
 
 ADMIN_PASSWORD = "admin-password-for-tests"
 BASE = "http://api.test"
@@ -109,6 +111,50 @@ class Api:
             json={"type": role_type, "relationships": relationships},
         )
 
+    async def upload_droplet(
+        self, droplet_guid: str, data: bytes, headers: dict[str, str] | None = None
+    ) -> httpx.Response:
+        return await self.http.post(
+            f"/v3/droplets/{droplet_guid}/upload",
+            headers=headers or self.admin,
+            files={"bits": ("droplet.tgz", data, "application/gzip")},
+        )
+
+    async def droplet(
+        self,
+        app_guid: str,
+        headers: dict[str, str] | None = None,
+        *,
+        assign: bool = True,
+        process_types: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """A STAGED droplet of the app (the test droplet: the hello app), made current unless
+        `assign` is false, so the app can start."""
+        headers = headers or self.admin
+        created = await self.http.post(
+            "/v3/droplets",
+            headers=headers,
+            json={"relationships": {"app": {"data": {"guid": app_guid}}}},
+        )
+        assert created.status_code == 201, created.text
+        with tempfile.TemporaryDirectory() as directory:
+            built = build_droplet(Path(directory) / "d.tgz", process_types=process_types)
+            data = built.path.read_bytes()
+        uploaded = await self.upload_droplet(created.json()["guid"], data, headers)
+        assert uploaded.status_code == 202, uploaded.text
+        job = await self.wait_job(uploaded.headers["location"], headers)
+        assert job["state"] == "COMPLETE", job
+        guid = created.json()["guid"]
+        if assign:
+            response = await self.http.patch(
+                f"/v3/apps/{app_guid}/relationships/current_droplet",
+                headers=headers,
+                json={"data": {"guid": guid}},
+            )
+            assert response.status_code == 200, response.text
+        response = await self.http.get(f"/v3/droplets/{guid}", headers=headers)
+        return dict(response.json())
+
     async def wait_job(
         self, location: str, headers: dict[str, str] | None = None
     ) -> dict[str, Any]:
@@ -132,7 +178,7 @@ async def _api(tmp_path: Path, database_url: str = "") -> AsyncIterator[Api]:
     )
     clock = FakeClock(datetime.now(UTC))
     parts = await build_controller(settings, clock=clock)
-    await parts.engine.start()
+    await parts.start()
     transport = httpx.ASGITransport(app=parts.app)
     async with httpx.AsyncClient(transport=transport, base_url=BASE) as http:
         api = Api(http=http, parts=parts, clock=clock)

@@ -1,0 +1,387 @@
+"""Turning desired state into instances on cells: reconcile one process against what the cells
+report, place what is missing (DESIGN.md section 7) and send `start`/`stop` to the cells.
+
+It runs as the `process.schedule` job (one at a time per process, on the `placement` queue), so
+a burst of scale requests collapses into few runs and an operator sees each one. Crash restarts
+and lost cells belong to the health manager; this only makes the instance set match what a user
+asked for."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from overcast.bus import subjects
+from overcast.bus.base import Bus, BusError
+from overcast.bus.messages import (
+    BadMessage,
+    Checksum,
+    DropletSource,
+    HealthCheckSpec,
+    InstanceSpec,
+    InstanceStatsRequest,
+    InstanceUsage,
+    RpcReply,
+    StartInstance,
+    StatsReply,
+    StopInstance,
+)
+from overcast.controller.cells import CellDirectory, PlacedInstance
+from overcast.controller.droplets import Droplets
+from overcast.controller.placement import PlacementRequest, place
+from overcast.controller.reconcile import ActualInstance, DesiredProcess, reconcile
+from overcast.controller.scheduling import SCHEDULE_OPERATION, SCHEDULE_QUEUE
+from overcast.core.clock import Clock
+from overcast.core.ids import new_guid
+from overcast.core.logging import get_logger
+from overcast.jobs.engine import JobContext, Operation, Poll, StageOutcome, StageSpec
+from overcast.models.environment import vcap_application
+from overcast.models.instances import InstanceState
+from overcast.models.lifecycle import AppState
+from overcast.models.resources import Actor, App, AuditEvent, Process
+from overcast.store.base import Store
+
+log = get_logger(__name__)
+
+# Rounds of place -> start -> re-place the rejected, per run.
+MAX_ROUNDS = 5
+SYSTEM_ACTOR = Actor(guid="overcast-scheduler", type="system", name="scheduler")
+RPC_TIMEOUT_SECONDS = 5.0
+STATS_TIMEOUT_SECONDS = 2.0
+
+
+@dataclass
+class StartPlan:
+    """What a scheduling run knows about one process while it places it."""
+
+    app: App
+    process: Process
+    spec_base: dict[str, object]
+    # index -> cells that rejected (or did not answer) a start for it in this run
+    excluded: dict[int, set[str]] = field(default_factory=dict)
+    unplaced_reason: str | None = None
+
+
+class Scheduler:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        bus: Bus,
+        directory: CellDirectory,
+        droplets: Droplets,
+        *,
+        rpc_timeout: float = RPC_TIMEOUT_SECONDS,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.bus = bus
+        self.directory = directory
+        self.droplets = droplets
+        self.rpc_timeout = rpc_timeout
+        self.api_url = ""
+
+    def operations(self) -> list[Operation]:
+        return [
+            Operation(
+                SCHEDULE_OPERATION,
+                SCHEDULE_QUEUE,
+                (StageSpec("place instances", self._schedule_stage),),
+            )
+        ]
+
+    # --- the job ----------------------------------------------------------------------------
+
+    async def _schedule_stage(self, context: JobContext) -> StageOutcome:
+        if not self.directory.warm:
+            return Poll(after_seconds=0.5, detail="waiting for the cells to report")
+        summary = await self.schedule(context.job.target_guid)
+        await context.set_result(**summary)
+        return None
+
+    async def schedule(self, process_guid: str) -> dict[str, object]:
+        """One reconcile-place-start round trip for a process; returns a summary."""
+        loaded = await self._load(process_guid)
+        started = stopped = 0
+        plan: StartPlan | None = None
+        for _ in range(MAX_ROUNDS):
+            desired = self._desired(process_guid, loaded)
+            actions = reconcile(desired, self._actual(process_guid))
+            stopped += await self._stop_all(
+                [
+                    (
+                        s.instance.cell_id,
+                        s.instance.instance_guid,
+                        s.instance.version,
+                        s.reason.value,
+                    )
+                    for s in actions.stops
+                ]
+            )
+            if not actions.starts or loaded is None:
+                break
+            if plan is None:
+                plan = await self._start_plan(loaded)
+                if plan.unplaced_reason is not None:
+                    break
+            accepted, retry = await self._place_and_start(plan, actions.starts)
+            started += accepted
+            if not retry:
+                break
+        reason = plan.unplaced_reason if plan is not None else None
+        if loaded is not None:
+            await self._record_placement_error(loaded[1], reason)
+        return {"started": started, "stopped": stopped, "unplaced_reason": reason}
+
+    async def _load(self, process_guid: str) -> tuple[App, Process] | None:
+        async with self.store.read() as tx:
+            process = await tx.processes.get(process_guid)
+            if process is None:
+                return None
+            app = await tx.apps.get(process.app_guid)
+            return None if app is None else (app, process)
+
+    def _desired(self, process_guid: str, loaded: tuple[App, Process] | None) -> DesiredProcess:
+        if loaded is None:
+            return DesiredProcess(process_guid=process_guid, version="", instances=0)
+        app, process = loaded
+        running = app.state == AppState.STARTED and app.current_droplet_guid is not None
+        return DesiredProcess(
+            process_guid=process.guid,
+            version=process.version,
+            instances=process.instances if running else 0,
+        )
+
+    def _actual(self, process_guid: str) -> list[ActualInstance]:
+        return [
+            _actual_instance(placed)
+            for placed in self.directory.instances(process_guid=process_guid)
+        ]
+
+    # --- starting ---------------------------------------------------------------------------
+
+    async def _start_plan(self, loaded: tuple[App, Process]) -> StartPlan:
+        app, process = loaded
+        plan = StartPlan(app=app, process=process, spec_base={})
+        found = await self.droplets.for_start(app.guid)
+        if found is None:
+            plan.unplaced_reason = "the app has no staged droplet"
+            return plan
+        droplet, url = found
+        command = process.command or droplet.process_types.get(process.type)
+        if not command:
+            plan.unplaced_reason = (
+                f"no start command: the droplet has no {process.type!r} process type and the "
+                "process has no command"
+            )
+            return plan
+        async with self.store.read() as tx:
+            space = await tx.spaces.require(app.space_guid)
+            org = await tx.orgs.require(space.org_guid)
+        environment = dict(app.environment_variables)
+        environment["VCAP_APPLICATION"] = json.dumps(
+            vcap_application(app, space, org, api_url=self.api_url, process=process)
+        )
+        environment["VCAP_SERVICES"] = "{}"
+        health = process.health_check
+        plan.spec_base = {
+            "process_guid": process.guid,
+            "process_type": process.type,
+            "version": process.version,
+            "app_guid": app.guid,
+            "app_name": app.name,
+            "space_guid": space.guid,
+            "org_guid": org.guid,
+            "droplet": DropletSource(
+                guid=droplet.guid, url=url, checksum=Checksum(value=droplet.checksum or "")
+            ),
+            "command": command,
+            "environment": environment,
+            "memory_mb": process.memory_in_mb,
+            "disk_mb": process.disk_in_mb,
+            "stack": droplet.stack or app.stack,
+            "health_check": HealthCheckSpec(
+                type=health.type.value,
+                endpoint=health.endpoint,
+                timeout_seconds=float(health.timeout or 60),
+                invocation_timeout_seconds=float(health.invocation_timeout or 1),
+            ),
+            "log_rate_limit_bytes_per_second": process.log_rate_limit_in_bytes_per_second,
+        }
+        return plan
+
+    async def _place_and_start(self, plan: StartPlan, indices: Sequence[int]) -> tuple[int, bool]:
+        """Place and start `indices`; returns (accepted, whether a retry could help)."""
+        process = plan.process
+        requests = [
+            PlacementRequest(
+                key=str(index),
+                process_guid=process.guid,
+                memory_mb=process.memory_in_mb,
+                disk_mb=process.disk_in_mb,
+                stack=str(plan.spec_base["stack"]),
+                tags=frozenset(),
+                exclude=frozenset(plan.excluded.get(index, set())),
+            )
+            for index in indices
+        ]
+        result = place(requests, self.directory.placement_views())
+        plan.unplaced_reason = result.unplaced[0].reason if result.unplaced else None
+        if plan.unplaced_reason is not None:
+            log.warning(
+                "scheduler.unplaced",
+                process_guid=process.guid,
+                instances=len(result.unplaced),
+                reason=plan.unplaced_reason,
+            )
+        starts = [
+            self._start_one(plan, int(placement.request.key), placement.cell_id)
+            for placement in result.placed
+        ]
+        outcomes = await asyncio.gather(*starts)
+        accepted = sum(1 for ok in outcomes if ok)
+        return accepted, accepted < len(outcomes)
+
+    async def _start_one(self, plan: StartPlan, index: int, cell_id: str) -> bool:
+        spec = InstanceSpec.model_validate(
+            {**plan.spec_base, "instance_guid": new_guid(), "index": index}
+        )
+        reply = await self._rpc(cell_id, StartInstance(instance=spec).wire())
+        if reply is not None and reply.accepted:
+            if reply.instance is not None:
+                self.directory.observe_report(cell_id, reply.instance)
+            return True
+        plan.excluded.setdefault(index, set()).add(cell_id)
+        log.info(
+            "scheduler.start_rejected",
+            cell_id=cell_id,
+            process_guid=plan.process.guid,
+            index=index,
+            reason=(reply.reason.value if reply and reply.reason else "no answer"),
+        )
+        return False
+
+    # --- stopping ---------------------------------------------------------------------------
+
+    async def _stop_all(self, stops: Sequence[tuple[str, str, str, str]]) -> int:
+        outcomes = await asyncio.gather(
+            *(
+                self.stop_instance(cell, guid, version, reason)
+                for cell, guid, version, reason in stops
+            )
+        )
+        return sum(1 for ok in outcomes if ok)
+
+    async def stop_instance(
+        self, cell_id: str, instance_guid: str, version: str, reason: str
+    ) -> bool:
+        command = StopInstance(instance_guid=instance_guid, version=version, reason=reason)
+        reply = await self._rpc(cell_id, command.wire())
+        if reply is None or not reply.accepted:
+            return False
+        placed = next(
+            (p for p in self.directory.instances() if p.report.instance_guid == instance_guid),
+            None,
+        )
+        if placed is not None:
+            # The cell confirms with events; until then nothing must count it as running.
+            stopping = placed.report.model_copy(
+                update={"state": InstanceState.STOPPING, "seq": max(reply.seq, placed.report.seq)}
+            )
+            self.directory.observe_report(cell_id, stopping)
+        return True
+
+    async def stop_app_instances(self, app_guid: str) -> int:
+        """Stop every instance of an app at once (the app is being deleted)."""
+        placed = self.directory.instances(app_guid=app_guid)
+        return await self._stop_all(
+            [
+                (p.cell_id, p.report.instance_guid, p.report.version, "app deleted")
+                for p in placed
+                if p.report.state != InstanceState.STOPPING
+            ]
+        )
+
+    # --- stats ------------------------------------------------------------------------------
+
+    async def usage_of(self, process_guid: str) -> dict[str, InstanceUsage]:
+        """Live usage of a process's instances, asked of the cells that hold them; a cell that
+        does not answer in time just leaves its instances without usage figures."""
+        cells = {p.cell_id for p in self.directory.instances(process_guid=process_guid)}
+        request = InstanceStatsRequest(process_guids=[process_guid]).wire()
+        replies = await asyncio.gather(*(self._stats(cell, request) for cell in sorted(cells)))
+        usage: dict[str, InstanceUsage] = {}
+        for reply in replies:
+            for item in reply.instances if reply else []:
+                usage[item.instance_guid] = item
+        return usage
+
+    async def _stats(self, cell_id: str, request: dict[str, object]) -> StatsReply | None:
+        try:
+            message = await self.bus.request(
+                subjects.cell_rpc(cell_id), dict(request), timeout=STATS_TIMEOUT_SECONDS
+            )
+            return StatsReply.parse(message.data)
+        except (BusError, BadMessage) as error:
+            log.info("scheduler.stats_unavailable", cell_id=cell_id, error=str(error))
+            return None
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    async def _rpc(self, cell_id: str, command: dict[str, object]) -> RpcReply | None:
+        try:
+            message = await self.bus.request(
+                subjects.cell_rpc(cell_id), dict(command), timeout=self.rpc_timeout
+            )
+            return RpcReply.parse(message.data)
+        except (BusError, BadMessage) as error:
+            log.warning(
+                "scheduler.rpc_failed", cell_id=cell_id, op=command.get("op"), error=str(error)
+            )
+            return None
+
+    async def _record_placement_error(self, process: Process, reason: str | None) -> None:
+        if process.placement_error == reason:
+            return
+        async with self.store.write() as tx:
+            app = await tx.apps.get(process.app_guid)
+            if app is None or await tx.processes.get(process.guid) is None:
+                return
+            await tx.processes.update(
+                process.guid, lambda current: dataclasses.replace(current, placement_error=reason)
+            )
+            if reason is not None:
+                space = await tx.spaces.require(app.space_guid)
+                await tx.events.add(
+                    AuditEvent(
+                        guid=new_guid(),
+                        type="audit.app.process.unplaceable",
+                        actor=SYSTEM_ACTOR,
+                        target_guid=app.guid,
+                        target_type="app",
+                        target_name=app.name,
+                        created_at=self.clock.now(),
+                        data={
+                            "process_guid": process.guid,
+                            "process_type": process.type,
+                            "reason": reason,
+                        },
+                        space_guid=space.guid,
+                        org_guid=space.org_guid,
+                    )
+                )
+
+
+def _actual_instance(placed: PlacedInstance) -> ActualInstance:
+    report = placed.report
+    return ActualInstance(
+        instance_guid=report.instance_guid,
+        cell_id=placed.cell_id,
+        index=report.index,
+        version=report.version,
+        state=report.state,
+        since=report.since,
+    )

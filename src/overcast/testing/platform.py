@@ -1,0 +1,304 @@
+"""A real controller (SQL store, job engine, API on a loopback port) and real cell agents on
+one bus, in this process: what the cell integration tests and the benchmarks drive over HTTP.
+
+Cells can also be separate `overcast cell` processes (see CellProcess) when the bus is NATS."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from overcast.bus.base import Bus
+from overcast.bus.messages import InstanceReport
+from overcast.cell.agent import CellAgent
+from overcast.cmd.wiring import ApiServer, ControllerParts, build_controller, start_api, stop_api
+from overcast.core.settings import CellSection, ControllerSettings
+from overcast.testing.droplets import BuiltDroplet, build_droplet
+
+ADMIN_PASSWORD = "admin-password-for-tests"
+_ENTRY = "from overcast.cmd.main import main; main()"
+
+# Short intervals: tests wait for heartbeats and probes, and should not wait long.
+FAST_CELL = {
+    "heartbeat_interval_seconds": 0.3,
+    "stop_grace_seconds": 2.0,
+    "containers": 32,
+    "memory_mb": 8192,
+    "disk_mb": 32768,
+}
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[Any]], *, within: float = 30.0, interval: float = 0.1
+) -> Any:
+    """Poll `probe` until it returns something truthy; its last value on timeout is shown."""
+    deadline = time.monotonic() + within
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await probe()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {within}s; last value: {last!r}")
+
+
+@dataclass
+class Platform:
+    parts: ControllerParts
+    server: ApiServer
+    server_task: asyncio.Task[None]
+    api_url: str
+    http: httpx.AsyncClient
+    make_bus: Callable[[str], Awaitable[Bus]]
+    work_root: Path
+    admin: dict[str, str] = field(default_factory=dict)
+    cells: dict[str, CellAgent] = field(default_factory=dict)
+    _cell_buses: dict[str, Bus] = field(default_factory=dict)
+    _port_bases: dict[str, int] = field(default_factory=dict)
+    closed: bool = False
+
+    # --- cells ------------------------------------------------------------------------------
+
+    def cell_dir(self, cell_id: str) -> Path:
+        return self.work_root / f"cell-{cell_id}"
+
+    async def add_cell(self, cell_id: str, zone: str = "z1", **overrides: Any) -> CellAgent:
+        # Cells on one host must not hand out the same ports: an app binds its port only after
+        # it boots, so a cell's free-port check cannot see another cell's fresh instance.
+        first_port = self._port_bases.setdefault(cell_id, random.randrange(20000, 60000, 200))
+        ports = {"port_range_start": first_port, "port_range_end": first_port + 199}
+        settings = CellSection(**{**FAST_CELL, **ports, "id": cell_id, "zone": zone, **overrides})
+        bus = await self.make_bus(f"cell-{cell_id}")
+        agent = CellAgent(settings, bus=bus, work_dir=self.cell_dir(cell_id))
+        await agent.start()
+        self.cells[cell_id] = agent
+        self._cell_buses[cell_id] = bus
+        return agent
+
+    async def stop_cell(self, cell_id: str, *, stop_instances: bool) -> None:
+        agent = self.cells.pop(cell_id)
+        await agent.stop(stop_instances=stop_instances)
+        await self._cell_buses.pop(cell_id).close()
+
+    async def wait_for_cells(self, count: int) -> None:
+        async def known() -> bool:
+            body = await self.get("/v3/x/cells")
+            return len(body["resources"]) >= count
+
+        await eventually(known)
+
+    # --- HTTP -------------------------------------------------------------------------------
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        expect: int | tuple[int, ...] = (200, 201, 202, 204),
+        **kwargs: Any,
+    ) -> httpx.Response:
+        response = await self.http.request(method, path, headers=self.admin, **kwargs)
+        expected = (expect,) if isinstance(expect, int) else expect
+        assert response.status_code in expected, f"{method} {path}: {response.text}"
+        return response
+
+    async def get(self, path: str, **kwargs: Any) -> Any:
+        return (await self.request("GET", path, **kwargs)).json()
+
+    async def post(self, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
+        return await self.request("POST", path, json=body or {})
+
+    async def wait_job(self, location: str, within: float = 60.0) -> dict[str, Any]:
+        async def finished() -> dict[str, Any] | None:
+            job: dict[str, Any] = await self.get(location)
+            return job if job["state"] in ("COMPLETE", "FAILED") else None
+
+        result: dict[str, Any] = await eventually(finished, within=within)
+        return result
+
+    # --- apps -------------------------------------------------------------------------------
+
+    async def space(self, org: str = "acme", space: str = "dev") -> str:
+        org_guid = (await self.post("/v3/organizations", {"name": org})).json()["guid"]
+        body = {"name": space, "relationships": {"organization": {"data": {"guid": org_guid}}}}
+        return str((await self.post("/v3/spaces", body)).json()["guid"])
+
+    async def app_with_droplet(
+        self, space_guid: str, name: str, droplet: BuiltDroplet | None = None
+    ) -> dict[str, Any]:
+        """An app with a current droplet (the hello app unless given), ready to start."""
+        app = (
+            await self.post(
+                "/v3/apps",
+                {"name": name, "relationships": {"space": {"data": {"guid": space_guid}}}},
+            )
+        ).json()
+        if droplet is None:
+            droplet = build_droplet(self.work_root / f"droplet-{name}.tgz")
+        created = (
+            await self.post(
+                "/v3/droplets", {"relationships": {"app": {"data": {"guid": app["guid"]}}}}
+            )
+        ).json()
+        bits = droplet.path.read_bytes()
+        response = await self.request(
+            "POST",
+            f"/v3/droplets/{created['guid']}/upload",
+            files={"bits": ("droplet.tgz", bits, "application/gzip")},
+        )
+        job = await self.wait_job(response.headers["Location"])
+        assert job["state"] == "COMPLETE", job
+        await self.request(
+            "PATCH",
+            f"/v3/apps/{app['guid']}/relationships/current_droplet",
+            json={"data": {"guid": created["guid"]}},
+        )
+        return dict(app)
+
+    async def web_process(self, app_guid: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.get(f"/v3/apps/{app_guid}/processes/web")
+        return result
+
+    async def scale(self, app_guid: str, instances: int) -> None:
+        await self.post(
+            f"/v3/apps/{app_guid}/processes/web/actions/scale", {"instances": instances}
+        )
+
+    async def stats(self, app_guid: str) -> list[dict[str, Any]]:
+        body = await self.get(f"/v3/apps/{app_guid}/processes/web/stats")
+        return list(body["resources"])
+
+    async def wait_running(
+        self, app_guid: str, count: int, within: float = 60.0
+    ) -> list[dict[str, Any]]:
+        """Stats once exactly `count` instances are RUNNING and nothing else is listed."""
+
+        async def running() -> list[dict[str, Any]] | None:
+            stats = await self.stats(app_guid)
+            states = [entry["state"] for entry in stats]
+            return stats if states == ["RUNNING"] * count else None
+
+        result: list[dict[str, Any]] = await eventually(running, within=within)
+        return result
+
+    def instance_reports(self, app_guid: str) -> list[InstanceReport]:
+        """Every live instance of the app on the in-process cells, straight from the cells."""
+        found: list[InstanceReport] = []
+        for agent in self.cells.values():
+            found.extend(
+                report
+                for report in agent.heartbeat().instances
+                if report.app_guid == app_guid and report.state.value != "STOPPED"
+            )
+        return found
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for cell_id in list(self.cells):
+            await self.stop_cell(cell_id, stop_instances=True)
+        await self.http.aclose()
+        await stop_api(self.server, self.server_task)
+        await self.parts.close()
+
+
+async def start_platform(
+    work_root: Path,
+    *,
+    make_bus: Callable[[str], Awaitable[Bus]],
+    database_url: str = "",
+) -> Platform:
+    settings = ControllerSettings(
+        data_dir=work_root / "controller",
+        store={"url": database_url},
+        auth={"admin_password": ADMIN_PASSWORD, "access_token_ttl_seconds": 3600},
+        jobs={"poll_interval_seconds": 0.05},
+        api={"max_body_bytes": 1024 * 1024},
+    )
+    bus = await make_bus("controller")
+    parts = await build_controller(settings, bus=bus)
+    await parts.start()
+    server, task = await start_api(parts.app, "127.0.0.1", 0)
+    api_url = f"http://127.0.0.1:{server.bound_port()}"
+    parts.controller.set_api_url(api_url)
+    http = httpx.AsyncClient(base_url=api_url, timeout=30)
+    platform = Platform(
+        parts=parts,
+        server=server,
+        server_task=task,
+        api_url=api_url,
+        http=http,
+        make_bus=make_bus,
+        work_root=work_root,
+    )
+    token = await http.post(
+        "/oauth/token",
+        data={"grant_type": "password", "username": "admin", "password": ADMIN_PASSWORD},
+        auth=("cf", ""),
+    )
+    assert token.status_code == 200, token.text
+    platform.admin = {"Authorization": f"bearer {token.json()['access_token']}"}
+    return platform
+
+
+class CellProcess:
+    """`overcast cell` as a real subprocess on NATS; ready once it wrote `<work_dir>/ready`."""
+
+    def __init__(self, work_dir: Path, env: dict[str, str]) -> None:
+        self.work_dir = work_dir
+        self.env = env
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = work_dir.parent / f"{work_dir.name}.log"
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        ready = self.work_dir / "ready"
+        ready.unlink(missing_ok=True)
+        env = {**os.environ, "OVERCAST_LOG_FORMAT": "json", **self.env}
+        env["OVERCAST_CELL__WORK_DIR"] = str(self.work_dir)
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", _ENTRY, "cell"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+        deadline = time.monotonic() + timeout
+        while not ready.exists():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError(f"overcast cell did not get ready:\n{self.log_text()}")
+            time.sleep(0.05)
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        if self.process is None:
+            return None
+        process, self.process = self.process, None
+        process.send_signal(signal.SIGTERM)
+        try:
+            return process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            return None
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
