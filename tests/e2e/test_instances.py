@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import time
 import urllib.request
+from pathlib import Path
 
+from overcast.client.client import OvercastClient
+from overcast.testing.droplets import build_droplet
+from overcast.testing.micro import MicroCloud
 from tests.e2e.conftest import Cli
 from tests.e2e.test_cli import give_droplet, make_space, row_of, unique, value_of
 
@@ -82,3 +86,33 @@ def test_instances_logs_and_cells_through_the_cli(admin: Cli) -> None:
 
     _wait_for(all_down)
     admin.ok("delete", app, "-f")
+
+
+def test_a_restarted_micro_cloud_runs_its_started_apps_again(tmp_path: Path) -> None:
+    cloud = MicroCloud(tmp_path / "data")
+    cloud.start()
+    try:
+        with OvercastClient(cloud.api_url) as client:
+            client.login_password("admin", cloud.admin_password)
+            org = client.create_org("again")
+            space = client.create_space("dev", org["guid"])
+            app = client.create_app("phoenix", space["guid"])
+            droplet = client.create_droplet(app["guid"])
+            built = build_droplet(tmp_path / "droplet.tgz")
+            client.wait_for_job(client.upload_droplet(droplet["guid"], built.path))
+            client.set_current_droplet(app["guid"], droplet["guid"])
+            client.start_app(app["guid"])
+            process = client.app_processes(app["guid"])[0]
+            _wait_for(lambda: _running(client, process["guid"]))
+        assert cloud.stop() == 0  # the micro cloud stops its instances when it exits
+        cloud.start()
+        with OvercastClient(cloud.api_url) as client:
+            client.login_password("admin", cloud.admin_password)
+            _wait_for(lambda: _running(client, process["guid"]))
+    finally:
+        cloud.stop()
+
+
+def _running(client: OvercastClient, process_guid: str) -> str | None:
+    states = [stat["state"] for stat in client.process_stats(process_guid)]
+    return "yes" if states == ["RUNNING"] else None

@@ -89,7 +89,7 @@ class Controller:
         engine.listeners.append(self.droplets.on_job_finished)
         # Actual state: the cells' reports, and turning desired state into instances on them.
         self.directory = CellDirectory(bus, requester=requester)
-        self.scheduler = Scheduler(store, clock, bus, self.directory, self.droplets)
+        self.scheduler = Scheduler(store, clock, bus, self.directory, self.droplets, engine)
         for operation in self.scheduler.operations():
             engine.register(operation)
         self.instances = Instances(*parts, directory=self.directory, scheduler=self.scheduler)
@@ -98,8 +98,10 @@ class Controller:
             engine.register(operation)
 
     async def start(self) -> None:
-        """Start listening to the cells (the job engine is started by the caller)."""
+        """Start listening to the cells (the job engine is started by the caller), and bring
+        back what should run after a restart."""
         await self.directory.start()
+        await self.scheduler.resume_started_apps()
 
     async def stop(self) -> None:
         await self.directory.stop()

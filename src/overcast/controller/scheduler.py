@@ -33,11 +33,15 @@ from overcast.controller.cells import CellDirectory, PlacedInstance
 from overcast.controller.droplets import Droplets
 from overcast.controller.placement import PlacementRequest, place
 from overcast.controller.reconcile import ActualInstance, DesiredProcess, reconcile
-from overcast.controller.scheduling import SCHEDULE_OPERATION, SCHEDULE_QUEUE
+from overcast.controller.scheduling import (
+    SCHEDULE_OPERATION,
+    SCHEDULE_QUEUE,
+    request_schedule,
+)
 from overcast.core.clock import Clock
 from overcast.core.ids import new_guid
 from overcast.core.logging import get_logger
-from overcast.jobs.engine import JobContext, Operation, Poll, StageOutcome, StageSpec
+from overcast.jobs.engine import JobContext, JobEngine, Operation, Poll, StageOutcome, StageSpec
 from overcast.models.environment import vcap_application
 from overcast.models.instances import InstanceState
 from overcast.models.lifecycle import AppState
@@ -73,10 +77,12 @@ class Scheduler:
         bus: Bus,
         directory: CellDirectory,
         droplets: Droplets,
+        engine: JobEngine,
         *,
         rpc_timeout: float = RPC_TIMEOUT_SECONDS,
     ) -> None:
         self.store = store
+        self.engine = engine
         self.clock = clock
         self.bus = bus
         self.directory = directory
@@ -92,6 +98,26 @@ class Scheduler:
                 (StageSpec("place instances", self._schedule_stage),),
             )
         ]
+
+    # --- after a restart --------------------------------------------------------------------
+
+    async def resume_started_apps(self) -> int:
+        """Queue a scheduling run for every process of every started app: after the whole
+        platform restarted (the micro cloud stops its instances when it exits), what should
+        run is started again. Runs that find nothing missing do nothing; identical queued runs
+        of several controllers are joined. Crash restarts stay the health manager's job."""
+        async with self.store.write() as tx:
+            apps = await tx.apps.list_all({"states": [AppState.STARTED.value]})
+            queued = 0
+            for app in apps:
+                if app.current_droplet_guid is None:
+                    continue
+                for process in await tx.processes.of_app(app.guid):
+                    if process.instances > 0:
+                        await request_schedule(tx, self.engine, app, process)
+                        queued += 1
+        self.engine.wake()
+        return queued
 
     # --- the job ----------------------------------------------------------------------------
 
