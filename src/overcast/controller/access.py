@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from overcast.auth.identity import Identity
 from overcast.models.errors import NotAuthorized, NotFound
-from overcast.models.resources import Actor, App, Organization, Space
+from overcast.models.resources import Actor, App, Organization, Process, Space
 from overcast.models.roles import Grant, Permissions
 from overcast.store.base import Store, Tx
 
@@ -77,6 +77,18 @@ async def visible_app(tx: Tx, caller: Caller, guid: str) -> tuple[App, Space]:
     if not caller.permissions.can_see_space(space.guid, space.org_guid):
         raise NotFound.of("App")
     return app, space
+
+
+async def visible_process(tx: Tx, caller: Caller, guid: str) -> tuple[Process, App, Space]:
+    """A process is visible with its app; a hidden one is as unknown as a missing one."""
+    process = await tx.processes.get(guid)
+    if process is None:
+        raise NotFound.of("Process")
+    try:
+        app, space = await visible_app(tx, caller, process.app_guid)
+    except NotFound:
+        raise NotFound.of("Process") from None
+    return process, app, space
 
 
 async def visible_space_guids(tx: Tx, caller: Caller) -> frozenset[str] | None:

@@ -8,7 +8,7 @@ from datetime import datetime
 from overcast.bus import subjects
 from overcast.bus.base import BusError
 from overcast.bus.messages import BadMessage, InstanceReport, InstanceUsage, RpcReply, SetCellState
-from overcast.controller.access import Caller, forbid, visible_app
+from overcast.controller.access import Caller, forbid, visible_process
 from overcast.controller.base import UseCase
 from overcast.controller.cells import CellDirectory, CellRecord
 from overcast.controller.events import record_app_event
@@ -69,14 +69,7 @@ class Instances(UseCase):
         self.scheduler = scheduler
 
     async def _process(self, tx: Tx, caller: Caller, guid: str) -> tuple[Process, App, Space]:
-        process = await tx.processes.get(guid)
-        if process is None:
-            raise NotFound.of("Process")
-        try:
-            app, space = await visible_app(tx, caller, process.app_guid)
-        except NotFound:
-            raise NotFound.of("Process") from None
-        return process, app, space
+        return await visible_process(tx, caller, guid)
 
     # --- stats ------------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from overcast.controller.access import (
     forbid,
     restrict,
     visible_app,
+    visible_process,
     visible_space_guids,
 )
 from overcast.controller.base import MetadataPatch, UseCase
@@ -131,13 +132,7 @@ class Processes(UseCase):
             await self.logs.publish(process.app_guid, SOURCE_API, _process_line(process, changes))
 
     async def _visible(self, tx: Tx, caller: Caller, guid: str) -> tuple[Process, Space]:
-        process = await tx.processes.get(guid)
-        if process is None:
-            raise NotFound.of("Process")
-        try:
-            _, space = await visible_app(tx, caller, process.app_guid)
-        except NotFound:
-            raise NotFound.of("Process") from None
+        process, _, space = await visible_process(tx, caller, guid)
         return process, space
 
     async def _writable(self, tx: Tx, caller: Caller, guid: str) -> tuple[Process, Space]:

@@ -53,6 +53,19 @@ async def eventually(
     raise AssertionError(f"condition not met within {within}s; last value: {last!r}")
 
 
+async def instance_answers(stats: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """GET / of every instance listed in process stats (the hello app answers with its index
+    and guid); fails unless each answers 200."""
+    answers = []
+    async with httpx.AsyncClient(timeout=5) as http:
+        for entry in stats:
+            port = entry["instance_ports"][0]["external"]
+            response = await http.get(f"http://{entry['host']}:{port}/")
+            assert response.status_code == 200, response.text
+            answers.append(dict(response.json()))
+    return answers
+
+
 @dataclass
 class Platform:
     parts: ControllerParts

@@ -7,14 +7,20 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
-import httpx
 import pytest
 
 from overcast.bus.base import Bus
 from overcast.bus.nats import NatsBus
 from overcast.testing.nats import NatsServer
-from overcast.testing.platform import CellProcess, Platform, eventually, start_platform
+from overcast.testing.platform import (
+    CellProcess,
+    Platform,
+    eventually,
+    instance_answers,
+    start_platform,
+)
 
 
 @pytest.fixture
@@ -48,16 +54,8 @@ def _cell(tmp_path: Path, nats_server: NatsServer) -> CellProcess:
     )
 
 
-async def _answering(stats: list[dict[str, object]]) -> set[str]:
-    guids = set()
-    async with httpx.AsyncClient(timeout=5) as http:
-        for entry in stats:
-            ports = entry["instance_ports"]
-            assert isinstance(ports, list)
-            response = await http.get(f"http://{entry['host']}:{ports[0]['external']}/")
-            assert response.status_code == 200
-            guids.add(response.json()["guid"])
-    return guids
+async def _answering(stats: list[dict[str, Any]]) -> set[str]:
+    return {answer["guid"] for answer in await instance_answers(stats)}
 
 
 async def test_killed_cell_process_readopts_its_instances(

@@ -19,7 +19,7 @@ from overcast.bus.base import Bus
 from overcast.bus.memory import MemoryBroker, MemoryBus
 from overcast.bus.nats import NatsBus
 from overcast.testing.nats import NatsServer
-from overcast.testing.platform import Platform, eventually, start_platform
+from overcast.testing.platform import Platform, eventually, instance_answers, start_platform
 
 
 def _memory_buses() -> Callable[[str], Awaitable[Bus]]:
@@ -58,17 +58,6 @@ async def platform(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
         await platform.close()
 
 
-async def _answers(stats: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    answers = []
-    async with httpx.AsyncClient(timeout=5) as http:
-        for entry in stats:
-            port = entry["instance_ports"][0]["external"]
-            response = await http.get(f"http://{entry['host']}:{port}/")
-            assert response.status_code == 200
-            answers.append(response.json())
-    return answers
-
-
 async def test_start_scale_stop_across_zones(platform: Platform) -> None:
     space = await platform.space()
     app = await platform.app_with_droplet(space, "hello")
@@ -79,7 +68,7 @@ async def test_start_scale_stop_across_zones(platform: Platform) -> None:
     stats = await platform.wait_running(guid, 3)
     cells = collections.Counter(entry["cell_id"] for entry in stats)
     assert sorted(cells.values()) == [1, 2], cells  # spread over both zones
-    answers = await _answers(stats)
+    answers = await instance_answers(stats)
     assert sorted(int(answer["index"]) for answer in answers) == [0, 1, 2]
     assert all(entry["usage"]["mem"] > 0 for entry in stats)
     assert all(entry["uptime"] >= 0 and entry["mem_quota"] == 256 * 1024 * 1024 for entry in stats)
@@ -87,7 +76,7 @@ async def test_start_scale_stop_across_zones(platform: Platform) -> None:
     await platform.scale(guid, 5)
     stats = await platform.wait_running(guid, 5)
     assert sorted(collections.Counter(e["cell_id"] for e in stats).values()) in ([2, 3],)
-    await _answers(stats)
+    await instance_answers(stats)
 
     await platform.scale(guid, 1)
     await platform.wait_running(guid, 1)
@@ -121,13 +110,13 @@ async def test_cell_restart_readopts_instances(platform: Platform) -> None:
     pids = {r.instance_guid: r for r in platform.instance_reports(guid)}
     await platform.stop_cell("cell-a", stop_instances=False)
     await platform.stop_cell("cell-b", stop_instances=False)
-    await _answers(list(before.values()))  # the data plane kept serving meanwhile
+    await instance_answers(list(before.values()))  # the data plane kept serving meanwhile
     await platform.add_cell("cell-a", zone="z1")
     await platform.add_cell("cell-b", zone="z2")
     after = {entry["instance_guid"]: entry for entry in await platform.wait_running(guid, 2)}
     assert set(after) == set(before)
     assert {r.instance_guid for r in platform.instance_reports(guid)} == set(pids)
-    await _answers(list(after.values()))
+    await instance_answers(list(after.values()))
 
 
 async def test_disabled_cell_gets_no_new_instances(platform: Platform) -> None:
