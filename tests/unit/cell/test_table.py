@@ -91,3 +91,10 @@ def test_cell_id_is_generated_once(tmp_path: Path) -> None:
     assert generated.startswith("cell-")
     assert load_cell_id(tmp_path) == generated
     assert load_cell_id(tmp_path, "configured") == "configured"
+
+
+def test_the_table_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    # It holds every instance's spec, environment variables (secrets) included.
+    path = tmp_path / "instances.json"
+    write_table(path, CellTable(cell_id="c1", seq=1))
+    assert path.stat().st_mode & 0o777 == 0o600
