@@ -11,7 +11,7 @@ from overcast.client.client import OvercastClient
 from overcast.testing.droplets import build_droplet
 from overcast.testing.micro import MicroCloud
 from tests.e2e.conftest import Cli
-from tests.e2e.test_cli import give_droplet, make_space, row_of, unique, value_of
+from tests.e2e.test_cli import make_space, row_of, unique, value_of
 
 
 def _wait_for(check: object, seconds: float = 60.0) -> str:
@@ -34,12 +34,14 @@ def _instance_rows(output: str) -> list[list[str]]:
     return [row for row in rows if row and row[0][:1] == "#" and row[0][1:].isdigit()]
 
 
-def test_instances_logs_and_cells_through_the_cli(admin: Cli) -> None:
-    org, space = make_space(admin)
+def test_instances_logs_and_cells_through_the_cli(admin: Cli, tmp_path: Path) -> None:
+    make_space(admin)
     app = unique("app")
     admin.ok("create-app", app)
     admin.ok("scale", app, "-i", "2")
-    give_droplet(admin, org, space, app)
+    assert "Assign a droplet" in admin.fails("start", app)
+    droplet = build_droplet(tmp_path / "hello.tgz")
+    assert "is now the current droplet" in admin.ok("set-droplet", app, str(droplet.path))
     admin.ok("start", app)
 
     def both_running() -> str | None:

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -166,6 +167,29 @@ def restart_instance(
     render.line(f"Restarting instance {index} of process {process_type} of app {name}.")
 
 
+def set_droplet(
+    name: AppName,
+    path: Annotated[
+        Path,
+        typer.Argument(
+            exists=True,
+            dir_okay=False,
+            readable=True,
+            help="A droplet tarball: .tgz holding app/ and staging_info.yml.",
+        ),
+    ],
+) -> None:
+    """Upload a ready-made droplet and make it the app's current droplet (start or restart
+    the app to run it)."""
+    ctx = current()
+    with ctx.client() as client:
+        found = find_app(ctx, client, name)
+        droplet = client.create_droplet(found["guid"])
+        client.wait_for_job(client.upload_droplet(droplet["guid"], path))
+        client.set_current_droplet(found["guid"], droplet["guid"])
+    render.line(f"Droplet {droplet['guid']} is now the current droplet of app {name}.")
+
+
 def _resources(allocated: int, capacity: int) -> str:
     return f"{format_mb(allocated)} / {format_mb(capacity)}"
 
@@ -230,7 +254,11 @@ def enable_cell(cell_id: CellId) -> None:
 
 
 def register(app_: typer.Typer) -> None:
-    add_commands(app_, "Apps", {"app": app, "restart-instance": restart_instance})
+    add_commands(
+        app_,
+        "Apps",
+        {"app": app, "restart-instance": restart_instance, "set-droplet": set_droplet},
+    )
     add_commands(
         app_,
         "Operators",

@@ -99,3 +99,20 @@ def build_droplet(
         _add_bytes(archive, "staging_info.yml", yaml.safe_dump(info).encode())
     digest = hashlib.sha256(destination.read_bytes()).hexdigest()
     return BuiltDroplet(path=destination, sha256=digest, process_types=types)
+
+
+def main(arguments: list[str]) -> int:
+    """`python -m overcast.testing.droplets OUT.tgz`: write the hello app's droplet (a
+    ready-made droplet for trying cells before staging exists)."""
+    if len(arguments) != 1:
+        print("usage: python -m overcast.testing.droplets OUT.tgz")
+        return 2
+    built = build_droplet(Path(arguments[0]))
+    print(f"{built.path} (sha256 {built.sha256})")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    raise SystemExit(main(sys.argv[1:]))
