@@ -25,6 +25,8 @@ def cluster(
         "OVERCAST_BUS__URL": nats_server.url,
         "OVERCAST_AUTH__ADMIN_PASSWORD": ADMIN_PASSWORD,
         "OVERCAST_JOBS__POLL_INTERVAL_SECONDS": "0.1",
+        # A killed controller's claimed job must be taken over well within the test's wait.
+        "OVERCAST_JOBS__LEASE_SECONDS": "3",
     }
     controllers = [
         ControllerProcess(tmp_path / name, {**env, "OVERCAST_INSTANCE_NAME": name})
