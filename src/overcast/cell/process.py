@@ -33,6 +33,7 @@ from overcast.cell.runtime import (
 )
 from overcast.core.logging import get_logger
 from overcast.staging.archives import ArchiveLimits, UnsafeArchive, safe_extract
+from overcast.staging.launcher import launcher_command
 
 log = get_logger(__name__)
 
@@ -101,7 +102,7 @@ class ProcessRuntime:
         ]
         try:
             child = subprocess.Popen(
-                [SHELL, "-c", spec.command],
+                [SHELL, "-c", launcher_command(spec.command)],
                 cwd=app,
                 env=environment,
                 stdin=subprocess.DEVNULL,
