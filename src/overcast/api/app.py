@@ -16,6 +16,7 @@ from overcast.api.v3 import (
     logs,
     misc,
     orgs,
+    packages,
     processes,
     roles,
     root,
@@ -33,6 +34,7 @@ def create_app(
     external_url: str = "",
     max_body_bytes: int = 1024 * 1024,
     max_upload_bytes: int = 2 * 1024**3,
+    max_package_upload_bytes: int | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="Overcast API",
@@ -50,7 +52,17 @@ def create_app(
     app.add_middleware(
         RequestContextMiddleware,
         max_body_bytes=max_body_bytes,
-        body_limits=[(droplets.UPLOAD_PATH, max_upload_bytes + UPLOAD_FRAMING_BYTES)],
+        body_limits=[
+            (droplets.UPLOAD_PATH, max_upload_bytes + UPLOAD_FRAMING_BYTES),
+            # The zip, plus the `resources` field, plus framing.
+            (
+                packages.UPLOAD_PATH,
+                (max_package_upload_bytes or controller.packages.max_package_bytes)
+                + packages.MAX_RESOURCES_BYTES
+                + UPLOAD_FRAMING_BYTES,
+            ),
+            (packages.MATCHES_PATH, max(max_body_bytes, packages.MAX_MATCHES_BODY_BYTES)),
+        ],
     )
     for module in (
         root,
@@ -63,6 +75,7 @@ def create_app(
         extensions,
         logs,
         droplets,
+        packages,
         blobs,
         instances,
     ):

@@ -20,6 +20,7 @@ from overcast.models.resources import (
     Metadata,
     OAuthClient,
     Organization,
+    Package,
     Process,
     Role,
     Space,
@@ -207,6 +208,29 @@ def droplet(item: Droplet, urls: Urls) -> Json:
     }
 
 
+def package(item: Package, urls: Urls) -> Json:
+    """A package exactly as CF v3 shows a `bits` package (`data.checksum.value` is null until
+    the upload is processed)."""
+    path = f"/v3/packages/{item.guid}"
+    return {
+        **_stamps(item),
+        "type": item.type,
+        "data": {
+            "checksum": {"type": "sha256", "value": item.checksum},
+            "error": item.error,
+        },
+        "state": item.state.value,
+        "relationships": {"app": _to_one(item.app_guid)},
+        "metadata": _metadata(item.metadata),
+        "links": {
+            "self": urls.link(path),
+            "upload": urls.link(f"{path}/upload", method="POST"),
+            "download": urls.link(f"{path}/download"),
+            "app": urls.link(f"/v3/apps/{item.app_guid}"),
+        },
+    }
+
+
 def current_droplet_relationship(app_guid: str, droplet_guid: str | None, urls: Urls) -> Json:
     path = f"/v3/apps/{app_guid}"
     return {
@@ -287,6 +311,7 @@ def audit_event(item: AuditEvent, urls: Urls) -> Json:
 _TARGET_PATHS = {
     "app": "apps",
     "droplet": "droplets",
+    "package": "packages",
     "space": "spaces",
     "organization": "organizations",
     "user": "users",

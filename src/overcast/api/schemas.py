@@ -188,3 +188,38 @@ class UpdateDroplet(Body):
 
 class CurrentDroplet(Body):
     data: GuidRef
+
+
+class PackageRelationships(Body):
+    app: ToOne
+
+
+class CreatePackage(Body):
+    type: Annotated[str, StringConstraints(min_length=1, max_length=32)]
+    relationships: PackageRelationships
+    # Docker packages' image and credentials (refused: only `bits` packages are supported).
+    data: dict[str, str | None] | None = None
+    metadata: MetadataBody | None = None
+
+
+class UpdatePackage(Body):
+    metadata: MetadataBody | None = None
+
+
+# The cap of POST /v3/resource_matches (also enforced by the use case, from settings).
+MAX_RESOURCE_MATCHES = 10_000
+
+
+class ResourceChecksum(Body):
+    value: Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{40}$")]
+
+
+class MatchResource(Body):
+    checksum: ResourceChecksum
+    size_in_bytes: Annotated[int, Field(ge=0, le=2**63 - 1)]
+    path: Annotated[str, StringConstraints(max_length=4096)] | None = None
+    mode: Annotated[str, StringConstraints(max_length=16)] | None = None
+
+
+class ResourceMatches(Body):
+    resources: Annotated[list[MatchResource], Field(max_length=MAX_RESOURCE_MATCHES)]

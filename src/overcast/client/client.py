@@ -30,7 +30,9 @@ from overcast.client.resources import (
     Job,
     JobDetail,
     LogEntry,
+    MatchedResource,
     Organization,
+    Package,
     Process,
     Queue,
     Role,
@@ -534,6 +536,70 @@ class OvercastClient:
                 {"data": {"guid": droplet_guid}},
             ),
         )
+
+    # -- packages ------------------------------------------------------------------------
+
+    def create_package(self, app_guid: str) -> Package:
+        """An empty `bits` package (AWAITING_UPLOAD) of the app; fill it with upload_package."""
+        body = {"type": "bits", "relationships": {"app": _to_one(app_guid)}}
+        return cast(Package, self._post("/v3/packages", body))
+
+    def resource_matches(self, resources: list[MatchedResource]) -> list[MatchedResource]:
+        """The entries whose files (same sha1 and size) the server already holds: they need
+        not be uploaded again (name them in upload_package's `resources`)."""
+        body = self._post("/v3/resource_matches", {"resources": list(resources)})
+        return cast(list[MatchedResource], body.get("resources") or [])
+
+    def upload_package(
+        self,
+        guid: str,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        resources: list[MatchedResource] | None = None,
+    ) -> Package:
+        """Upload a zip of the app's files (streamed from `path`) and/or the `resources` the
+        server holds. Answered at once with the package PROCESSING_UPLOAD; poll get_package
+        (or wait_for_package) until it is READY or FAILED."""
+        if path is None and resources is None:
+            raise ValueError("give the zip's path, the resources, or both")
+        files: dict[str, Any] = {}
+        if resources is not None:
+            files["resources"] = (None, json.dumps(list(resources)).encode())
+        if path is None:
+            response = self.session.request(
+                method="POST", path=f"/v3/packages/{guid}/upload", files=files
+            )
+            return cast(Package, response.json())
+        with open(path, "rb") as bits:
+            files["bits"] = (os.path.basename(path), bits, "application/zip")
+            response = self.session.request(
+                method="POST", path=f"/v3/packages/{guid}/upload", files=files
+            )
+        return cast(Package, response.json())
+
+    def get_package(self, guid: str) -> Package:
+        return cast(Package, self._get(f"/v3/packages/{guid}"))
+
+    def wait_for_package(self, guid: str, *, timeout: float = DEFAULT_JOB_TIMEOUT) -> Package:
+        """Poll the package until its upload is processed (READY or FAILED)."""
+        deadline = time.monotonic() + timeout
+        delay = FIRST_POLL_SECONDS
+        while True:
+            package = self.get_package(guid)
+            if package["state"] not in ("AWAITING_UPLOAD", "PROCESSING_UPLOAD"):
+                return package
+            if time.monotonic() > deadline:
+                raise JobTimedOut(guid, package["state"], timeout)
+            time.sleep(delay)
+            delay = min(delay * 2, MAX_POLL_SECONDS)
+
+    def app_packages(self, app_guid: str, *, states: list[str] | None = None) -> list[Package]:
+        return cast(
+            list[Package], self._list(f"/v3/apps/{app_guid}/packages", _filters(states=states))
+        )
+
+    def delete_package(self, guid: str) -> str:
+        return self.session.accepted_job_guid("DELETE", f"/v3/packages/{guid}")
 
 
 def _scale_body(

@@ -368,3 +368,46 @@ class Droplet(TypedDict):
 class CurrentDropletRelationship(TypedDict):
     data: GuidRef | None
     links: dict[str, Link]
+
+
+class PackageChecksum(TypedDict):
+    type: str
+    value: str | None
+
+
+class PackageData(TypedDict):
+    checksum: NotRequired[PackageChecksum]
+    error: NotRequired[str | None]
+
+
+class PackageRelationships(TypedDict):
+    app: ToOne
+
+
+class Package(TypedDict):
+    """GET /v3/packages/:guid. `state` is AWAITING_UPLOAD, PROCESSING_UPLOAD, READY, FAILED or
+    EXPIRED; `data.checksum.value` is null until the upload is processed, `data.error` says
+    why a package FAILED."""
+
+    guid: str
+    type: str
+    state: str
+    created_at: str
+    links: dict[str, Link]
+    data: NotRequired[PackageData]
+    updated_at: NotRequired[str]
+    relationships: NotRequired[PackageRelationships]
+    metadata: NotRequired[Metadata]
+
+
+class ResourceChecksum(TypedDict):
+    value: str
+
+
+class MatchedResource(TypedDict):
+    """An entry of POST /v3/resource_matches (and of an upload's `resources`)."""
+
+    checksum: ResourceChecksum
+    size_in_bytes: int
+    path: NotRequired[str]
+    mode: NotRequired[str]

@@ -23,6 +23,7 @@ from overcast.core.clock import Clock, SystemClock
 from overcast.core.logging import get_logger
 from overcast.core.settings import ControllerSettings
 from overcast.jobs.engine import JobEngine, default_owner
+from overcast.staging.archives import check_zip
 from overcast.store.blobs import DirectoryBlobStore
 from overcast.store.sql.store import SqlStore
 
@@ -111,6 +112,9 @@ async def build_controller(
         log_settings=settings.logs,
         blobs=DirectoryBlobStore(settings.blobstore_dir()),
         blob_settings=settings.blobstore,
+        # The staging layer's zip rules (the same ones cells and buildpacks are held to) gate
+        # every uploaded package before the controller ingests it.
+        package_zip_check=check_zip,
     )
     if settings.api.external_url:
         controller.set_api_url(settings.api.external_url)

@@ -20,6 +20,8 @@ from overcast.controller.instances import Instances
 from overcast.controller.jobs import Jobs
 from overcast.controller.logs import LogBuffer, Logs
 from overcast.controller.orgs import Organizations
+from overcast.controller.package_archive import PackageLimits
+from overcast.controller.packages import Packages, ZipCheck
 from overcast.controller.processes import Processes
 from overcast.controller.roles import Roles
 from overcast.controller.scheduler import Scheduler
@@ -45,6 +47,7 @@ class Controller:
         blobs: BlobStore | None = None,
         blob_settings: BlobstoreSettings | None = None,
         requester: str = "controller",
+        package_zip_check: ZipCheck | None = None,
     ) -> None:
         self.store = store
         self.bus = bus
@@ -87,6 +90,23 @@ class Controller:
         for operation in self.droplets.operations():
             engine.register(operation)
         engine.listeners.append(self.droplets.on_job_finished)
+        # Packages (app source) share the blobstore; their files are content-addressed there.
+        self.packages = Packages(
+            *parts,
+            blobs=self.droplets.blobs,
+            max_package_bytes=blob_config.max_package_bytes,
+            limits=PackageLimits(
+                max_file_bytes=blob_config.max_package_file_bytes,
+                max_expanded_bytes=blob_config.max_package_expanded_bytes,
+                max_files=blob_config.max_package_files,
+            ),
+            max_resource_matches=blob_config.max_resource_matches,
+            signed_url_ttl_seconds=blob_config.signed_url_ttl_seconds,
+            zip_check=package_zip_check,
+        )
+        for operation in self.packages.operations():
+            engine.register(operation)
+        engine.listeners.append(self.packages.on_job_finished)
         # Actual state: the cells' reports, and turning desired state into instances on them.
         self.directory = CellDirectory(bus, requester=requester)
         self.scheduler = Scheduler(store, clock, bus, self.directory, self.droplets, engine)
@@ -109,6 +129,7 @@ class Controller:
     def set_api_url(self, url: str) -> None:
         self.apps.api_url = url
         self.droplets.api_url = url.rstrip("/")
+        self.packages.api_url = url.rstrip("/")
         self.scheduler.api_url = url
 
     async def caller(self, authorization: str | None) -> Caller:

@@ -8,7 +8,6 @@ import asyncio
 import dataclasses
 import re
 import secrets
-import time
 from collections.abc import AsyncIterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from overcast.controller.access import (
 )
 from overcast.controller.apps import new_process
 from overcast.controller.base import MetadataPatch, UseCase
-from overcast.controller.blob_urls import UrlSigner, derive_key, droplet_blob_path
+from overcast.controller.blob_urls import droplet_blob_path
 from overcast.controller.droplet_archive import (
     MAX_COMMAND_CHARS,
     MAX_PROCESS_TYPES,
@@ -31,14 +30,13 @@ from overcast.controller.droplet_archive import (
     inspect_droplet,
 )
 from overcast.controller.events import record_app_event
+from overcast.controller.signed_urls import SignedUrls
 from overcast.core.clock import Clock
 from overcast.core.ids import new_guid
 from overcast.core.logging import get_logger
 from overcast.jobs.engine import JobContext, JobEngine, Operation, StageSpec
 from overcast.models.errors import (
-    NotAuthorized,
     NotFound,
-    ServiceUnavailable,
     Unprocessable,
 )
 from overcast.models.jobs import Job
@@ -59,7 +57,6 @@ MAX_EXPANSION = 4
 # Deletes after which droplet blobs may have lost their rows (cascades from apps).
 _CASCADING_DELETES = frozenset({"app.delete", "space.delete", "organization.delete"})
 _PROCESS_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-_KEYS_REFRESH_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -119,11 +116,7 @@ class Droplets(UseCase):
         super().__init__(store, clock, engine)
         self.blobs = blobs
         self.max_droplet_bytes = max_droplet_bytes
-        self.signed_url_ttl_seconds = signed_url_ttl_seconds
-        # The API's external URL, the base of signed download URLs; set once it is listening.
-        self.api_url = ""
-        self._signer: UrlSigner | None = None
-        self._signer_loaded_at = 0.0
+        self.urls = SignedUrls(store, clock, signed_url_ttl_seconds)
         self._background: set[asyncio.Task[int]] = set()
 
     def operations(self) -> list[Operation]:
@@ -139,6 +132,14 @@ class Droplets(UseCase):
                 (StageSpec("delete droplet", self._delete_droplet),),
             ),
         ]
+
+    @property
+    def api_url(self) -> str:
+        return self.urls.api_url
+
+    @api_url.setter
+    def api_url(self, url: str) -> None:
+        self.urls.api_url = url.rstrip("/")
 
     # --- visibility -------------------------------------------------------------------------
 
@@ -489,24 +490,10 @@ class Droplets(UseCase):
 
     # --- downloads --------------------------------------------------------------------------
 
-    async def _url_signer(self, *, refresh: bool = False) -> UrlSigner:
-        if self._signer is None or refresh:
-            async with self.store.read() as tx:
-                keys = await tx.keys.all()
-            if not keys:
-                raise ServiceUnavailable("The controller has no signing keys yet")
-            self._signer = UrlSigner([derive_key(key.secret) for key in keys])
-            self._signer_loaded_at = time.monotonic()
-        return self._signer
-
     async def download_url(self, droplet_guid: str) -> str:
         """An absolute URL on the API from which the droplet can be fetched without a token,
         valid for `signed_url_ttl_seconds` (any controller of the cluster accepts it)."""
-        if not self.api_url:
-            raise ServiceUnavailable("The API URL is not known yet")
-        expires = int(self.clock.now().timestamp()) + self.signed_url_ttl_seconds
-        signer = await self._url_signer()
-        return signer.signed_url(self.api_url, "GET", droplet_blob_path(droplet_guid), expires)
+        return await self.urls.url(droplet_blob_path(droplet_guid))
 
     async def for_start(self, app_guid: str) -> tuple[Droplet, str] | None:
         """What a cell needs to run the app: its current droplet (STAGED, with checksum and
@@ -543,15 +530,7 @@ class Droplets(UseCase):
         """The droplet blob behind a signed URL; NotAuthorized (403) for a missing, bad or
         expired signature, before anything about the droplet is looked at."""
         path = droplet_blob_path(guid)
-        now = self.clock.now().timestamp()
-        signer = await self._url_signer()
-        valid = signer.verify(method, path, expires, signature, now)
-        if not valid and time.monotonic() - self._signer_loaded_at > _KEYS_REFRESH_SECONDS:
-            # Signed with a key this controller has not loaded yet (a new key of the cluster).
-            signer = await self._url_signer(refresh=True)
-            valid = signer.verify(method, path, expires, signature, now)
-        if not valid:
-            raise NotAuthorized("Invalid or expired signature")
+        await self.urls.check(method, path, expires, signature)
         async with self.store.read() as tx:
             droplet = await tx.droplets.get(guid)
         if droplet is None or droplet.state != DropletState.STAGED or not droplet.checksum:

@@ -99,13 +99,22 @@ class LogSettings(_Section):
 
 
 class BlobstoreSettings(_Section):
-    """Where droplets are kept (a directory every controller of a cluster shares)."""
+    """Where droplets and packages are kept (a directory every controller of a cluster
+    shares), and the limits of what is uploaded."""
 
     # Empty: <data_dir>/blobs.
     dir: Path | None = None
     max_droplet_bytes: int = Field(default=2 * 1024**3, ge=1024)
     # How long a signed droplet download URL handed to a cell stays valid.
     signed_url_ttl_seconds: int = Field(default=900, ge=1, le=7 * 24 * 3600)
+    # Packages (app source): the uploaded zip, each file in it, all files of one package
+    # (uploaded and matched), and the number of files of one package.
+    max_package_bytes: int = Field(default=1024**3, ge=1024)
+    max_package_file_bytes: int = Field(default=1024**3, ge=1)
+    max_package_expanded_bytes: int = Field(default=2 * 1024**3, ge=1024)
+    max_package_files: int = Field(default=100_000, ge=1)
+    # Entries of one POST /v3/resource_matches or of an upload's `resources`.
+    max_resource_matches: int = Field(default=10_000, ge=1)
 
 
 class CellSection(_Section):

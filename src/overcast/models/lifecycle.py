@@ -58,6 +58,27 @@ DROPLET_TRANSITIONS: TransitionTable[DropletState] = {
 }
 
 
+class PackageState(StrEnum):
+    AWAITING_UPLOAD = "AWAITING_UPLOAD"
+    PROCESSING_UPLOAD = "PROCESSING_UPLOAD"
+    READY = "READY"
+    FAILED = "FAILED"
+    EXPIRED = "EXPIRED"
+
+
+# AWAITING_UPLOAD -> PROCESSING_UPLOAD -> READY | FAILED; a package can expire from any state
+# but PROCESSING_UPLOAD (an upload being processed finishes first).
+PACKAGE_TRANSITIONS: TransitionTable[PackageState] = {
+    PackageState.AWAITING_UPLOAD: frozenset(
+        {PackageState.PROCESSING_UPLOAD, PackageState.FAILED, PackageState.EXPIRED}
+    ),
+    PackageState.PROCESSING_UPLOAD: frozenset({PackageState.READY, PackageState.FAILED}),
+    PackageState.READY: frozenset({PackageState.EXPIRED}),
+    PackageState.FAILED: frozenset({PackageState.EXPIRED}),
+    PackageState.EXPIRED: frozenset(),
+}
+
+
 class JobState(StrEnum):
     QUEUED = "QUEUED"
     RUNNING = "RUNNING"

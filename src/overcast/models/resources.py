@@ -8,7 +8,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from overcast.models.lifecycle import AppState, DropletState
+from overcast.models.lifecycle import AppState, DropletState, PackageState
 from overcast.models.roles import RoleType
 
 
@@ -121,6 +121,27 @@ class Droplet:
     # The buildpacks staging detected and ran.
     buildpacks: tuple[DropletBuildpack, ...] = ()
     package_guid: str | None = None
+    metadata: Metadata = field(default_factory=Metadata)
+
+
+@dataclass(frozen=True)
+class Package:
+    """An app's source bits (CF v3 package, type `bits`): a list of files kept content-addressed
+    in the blobstore, filled by an upload that a job checks (READY or FAILED)."""
+
+    guid: str
+    app_guid: str
+    created_at: datetime
+    updated_at: datetime
+    type: str = "bits"
+    state: PackageState = PackageState.AWAITING_UPLOAD
+    error: str | None = None
+    # sha256 (hex) of the package's canonical manifest (path -> sha1, size, mode), known once
+    # the upload is processed: equal files give an equal checksum.
+    checksum: str | None = None
+    # The total size of the package's files, and how many there are.
+    size_in_bytes: int | None = None
+    file_count: int | None = None
     metadata: Metadata = field(default_factory=Metadata)
 
 

@@ -17,6 +17,7 @@ from overcast.models.resources import (
     Droplet,
     OAuthClient,
     Organization,
+    Package,
     Process,
     Role,
     SigningKey,
@@ -77,6 +78,10 @@ class ProcessRepo(Repo[Process], Protocol):
 
 class DropletRepo(Repo[Droplet], Protocol):
     """Filters: guids, app_guids, states, space_guids, organization_guids."""
+
+
+class PackageRepo(Repo[Package], Protocol):
+    """Filters: guids, app_guids, states, types, space_guids, organization_guids."""
 
 
 class UserRepo(Repo[User], Protocol):
@@ -168,6 +173,9 @@ class Tx(Protocol):
 
     @property
     def droplets(self) -> DropletRepo: ...
+
+    @property
+    def packages(self) -> PackageRepo: ...
 
     @property
     def users(self) -> UserRepo: ...

@@ -1,8 +1,11 @@
-"""The blobstore: droplet tarballs (and uploads on their way to becoming one).
+"""The blobstore: droplet tarballs, package manifests (and uploads on their way to becoming
+one), and the files of packages, content-addressed by sha1.
 
 `BlobStore` is the interface; `DirectoryBlobStore` keeps each blob as a file,
-`<dir>/<kind>/<key><suffix>` (droplets: `<dir>/droplets/<guid>.tgz`). A blob is written to a
-temporary file in `<dir>/tmp` and renamed into place, so a reader never sees a partial blob.
+`<dir>/<kind>/<key><suffix>` (droplets: `<dir>/droplets/<guid>.tgz`; packages:
+`<dir>/packages/<guid>.json`; package uploads: `<dir>/package_uploads/<key>.zip`), and each
+package file as `<dir>/files/<sha1[:2]>/<sha1>`. A blob or file is written to a temporary
+file in `<dir>/tmp` and renamed into place, so a reader never sees a partial one.
 Every controller of a cluster must see the same directory (a shared volume); an object-store
 backend can implement the same protocol later.
 """
@@ -14,17 +17,21 @@ import hashlib
 import os
 import re
 import secrets
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import IO, BinaryIO, Protocol
 
 from overcast.models.errors import RequestTooLarge, Unprocessable
 
 DROPLETS = "droplets"
 UPLOADS = "uploads"
-_SUFFIXES = {DROPLETS: ".tgz", UPLOADS: ".upload"}
+PACKAGES = "packages"
+PACKAGE_UPLOADS = "package_uploads"
+_SUFFIXES = {DROPLETS: ".tgz", UPLOADS: ".upload", PACKAGES: ".json", PACKAGE_UPLOADS: ".zip"}
+FILES = "files"
 _KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
+_SHA1 = re.compile(r"^[0-9a-f]{40}$")
 # Chunks from the network are small; write to disk in bigger blocks, off the event loop.
 _WRITE_BLOCK = 1024 * 1024
 _READ_BLOCK = 1024 * 1024
@@ -32,6 +39,14 @@ _READ_BLOCK = 1024 * 1024
 
 class BlobTooLarge(RequestTooLarge):
     """A blob would exceed its size limit."""
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """A file of the content-addressed file store."""
+
+    sha1: str
+    size: int
 
 
 @dataclass(frozen=True)
@@ -74,6 +89,23 @@ class BlobStore(Protocol):
         API hand the file to the web server); None otherwise."""
         ...
 
+    # --- content-addressed files (package contents, shared by every package) ---------------
+
+    async def add_file(self, source: IO[bytes], *, max_bytes: int) -> FileInfo:
+        """Copy `source` (read to its end, off the event loop) into the file store under its
+        sha1; a file of that sha1 already there is kept. BlobTooLarge (nothing stored) once
+        more than `max_bytes` are read."""
+        ...
+
+    async def file_sizes(self, sha1s: Iterable[str]) -> dict[str, int]:
+        """The size of each of these files the store holds (absent ones are left out; a
+        malformed sha1 is simply not held)."""
+        ...
+
+    async def open_file(self, sha1: str) -> BinaryIO | None:
+        """A readable file of the stored file (the caller closes it), None when absent."""
+        ...
+
 
 def _check(kind: str, key: str) -> None:
     if kind not in _SUFFIXES:
@@ -87,7 +119,8 @@ class DirectoryBlobStore:
         self.root = root
         self.max_blob_bytes = max_blob_bytes
         self._tmp = root / "tmp"
-        for directory in (self._tmp, *(root / kind for kind in _SUFFIXES)):
+        self._files = root / FILES
+        for directory in (self._tmp, self._files, *(root / kind for kind in _SUFFIXES)):
             directory.mkdir(parents=True, exist_ok=True)
 
     def _path(self, kind: str, key: str) -> Path:
@@ -177,6 +210,64 @@ class DirectoryBlobStore:
             )
 
         return await asyncio.to_thread(scan)
+
+    # --- content-addressed files ------------------------------------------------------------
+
+    def _file_path(self, sha1: str) -> Path:
+        if not _SHA1.match(sha1):
+            raise Unprocessable("Invalid file checksum")
+        return self._files / sha1[:2] / sha1
+
+    async def add_file(self, source: IO[bytes], *, max_bytes: int) -> FileInfo:
+        limit = min(max_bytes, self.max_blob_bytes)
+        return await asyncio.to_thread(self._add_file, source, limit)
+
+    def _add_file(self, source: IO[bytes], limit: int) -> FileInfo:
+        temporary = self._tmp / f"file.{secrets.token_hex(8)}.part"
+        digest = hashlib.sha1(usedforsecurity=False)
+        size = 0
+        try:
+            with open(temporary, "xb") as handle:
+                while block := source.read(_READ_BLOCK):
+                    size += len(block)
+                    if size > limit:
+                        raise BlobTooLarge(f"The file is larger than {limit} bytes")
+                    digest.update(block)
+                    handle.write(block)
+                _flush_and_sync(handle)
+            sha1 = digest.hexdigest()
+            target = self._file_path(sha1)
+            if target.is_file() and target.stat().st_size == size:
+                temporary.unlink()
+            else:
+                target.parent.mkdir(exist_ok=True)
+                os.replace(temporary, target)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+        return FileInfo(sha1=sha1, size=size)
+
+    async def file_sizes(self, sha1s: Iterable[str]) -> dict[str, int]:
+        wanted = sorted({sha1 for sha1 in sha1s if _SHA1.match(sha1)})
+
+        def scan() -> dict[str, int]:
+            found: dict[str, int] = {}
+            for sha1 in wanted:
+                try:
+                    stat = self._file_path(sha1).stat()
+                except FileNotFoundError:
+                    continue
+                found[sha1] = stat.st_size
+            return found
+
+        return await asyncio.to_thread(scan)
+
+    async def open_file(self, sha1: str) -> BinaryIO | None:
+        path = self._file_path(sha1)
+        try:
+            return await asyncio.to_thread(open, path, "rb")
+        except FileNotFoundError:
+            return None
 
 
 def _flush_and_sync(handle: BinaryIO) -> None:

@@ -7,7 +7,13 @@ from datetime import datetime
 from typing import Any
 
 from overcast.models.jobs import Job, JobError, Stage
-from overcast.models.lifecycle import AppState, DropletState, JobState, StageState
+from overcast.models.lifecycle import (
+    AppState,
+    DropletState,
+    JobState,
+    PackageState,
+    StageState,
+)
 from overcast.models.resources import (
     Actor,
     App,
@@ -19,6 +25,7 @@ from overcast.models.resources import (
     HealthCheckType,
     Metadata,
     Organization,
+    Package,
     Process,
     Role,
     Space,
@@ -215,6 +222,36 @@ def droplet_from_row(row: Row) -> Droplet:
         size_in_bytes=row["size_in_bytes"],
         buildpacks=tuple(_buildpack_from_json(b) for b in row["buildpacks"] or ()),
         package_guid=row["package_guid"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        metadata=_meta(row),
+    )
+
+
+def package_to_row(package: Package) -> dict[str, Any]:
+    return {
+        **_stamps(package),
+        "app_guid": package.app_guid,
+        "type": package.type,
+        "state": package.state.value,
+        "error": package.error,
+        "checksum": package.checksum,
+        "size_in_bytes": package.size_in_bytes,
+        "file_count": package.file_count,
+        **_meta_row(package.metadata),
+    }
+
+
+def package_from_row(row: Row) -> Package:
+    return Package(
+        guid=row["guid"],
+        app_guid=row["app_guid"],
+        type=row["type"],
+        state=PackageState(row["state"]),
+        error=row["error"],
+        checksum=row["checksum"],
+        size_in_bytes=row["size_in_bytes"],
+        file_count=row["file_count"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         metadata=_meta(row),

@@ -38,6 +38,7 @@ from overcast.models.resources import (
     Droplet,
     OAuthClient,
     Organization,
+    Package,
     Process,
     Role,
     SigningKey,
@@ -376,6 +377,28 @@ class SqlDropletRepo(SqlRepo[Droplet]):
 
     def from_row(self, row: Mapping[Any, Any]) -> Droplet:
         return mapping.droplet_from_row(row)
+
+
+_packages = tables.packages
+
+
+class SqlPackageRepo(SqlRepo[Package]):
+    table = _packages
+    kind = "Package"
+    filters: ClassVar[Mapping[str, Filter]] = {
+        "guids": _in(_packages.c.guid),
+        "app_guids": _in(_packages.c.app_guid),
+        "states": _in(_packages.c.state),
+        "types": _in(_packages.c.type),
+        "space_guids": _subquery(_packages.c.app_guid, _apps_of_spaces),
+        "organization_guids": _subquery(_packages.c.app_guid, _apps_of_orgs),
+    }
+
+    def to_row(self, item: Package) -> dict[str, Any]:
+        return mapping.package_to_row(item)
+
+    def from_row(self, row: Mapping[Any, Any]) -> Package:
+        return mapping.package_from_row(row)
 
 
 _users = tables.users
@@ -803,6 +826,7 @@ class SqlTx:
         self.apps = SqlAppRepo(conn, clock, dialect)
         self.processes = SqlProcessRepo(conn, clock, dialect)
         self.droplets = SqlDropletRepo(conn, clock, dialect)
+        self.packages = SqlPackageRepo(conn, clock, dialect)
         self.users = SqlUserRepo(conn, clock, dialect)
         self.roles = SqlRoleRepo(conn, clock, dialect)
         self.domains = SqlDomainRepo(conn, clock, dialect)

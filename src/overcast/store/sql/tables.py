@@ -189,6 +189,28 @@ droplets = Table(
     *_timestamps(),
 )
 
+packages = Table(
+    "packages",
+    metadata,
+    _id(),
+    _guid(),
+    Column(
+        "app_guid",
+        String(36),
+        ForeignKey("apps.guid", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("type", String(16), nullable=False),
+    Column("state", String(32), nullable=False, index=True),
+    Column("error", Text, nullable=True),
+    Column("checksum", String(64), nullable=True),
+    Column("size_in_bytes", BigInteger, nullable=True),
+    Column("file_count", Integer, nullable=True),
+    *_metadata_columns(),
+    *_timestamps(),
+)
+
 users = Table(
     "users",
     metadata,
