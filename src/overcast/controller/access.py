@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 from overcast.auth.identity import Identity
 from overcast.models.errors import NotAuthorized, NotFound
@@ -79,16 +80,30 @@ async def visible_app(tx: Tx, caller: Caller, guid: str) -> tuple[App, Space]:
     return app, space
 
 
-async def visible_process(tx: Tx, caller: Caller, guid: str) -> tuple[Process, App, Space]:
-    """A process is visible with its app; a hidden one is as unknown as a missing one."""
-    process = await tx.processes.get(guid)
-    if process is None:
-        raise NotFound.of("Process")
+class OfApp(Protocol):
+    @property
+    def app_guid(self) -> str: ...
+
+
+ItemT = TypeVar("ItemT", bound=OfApp)
+
+
+async def visible_of_app(
+    tx: Tx, caller: Caller, item: ItemT | None, what: str
+) -> tuple[ItemT, App, Space]:
+    """Something that belongs to an app (process, droplet, package) is visible with its app;
+    a hidden one is as unknown as a missing one (404 naming `what`)."""
+    if item is None:
+        raise NotFound.of(what)
     try:
-        app, space = await visible_app(tx, caller, process.app_guid)
+        app, space = await visible_app(tx, caller, item.app_guid)
     except NotFound:
-        raise NotFound.of("Process") from None
-    return process, app, space
+        raise NotFound.of(what) from None
+    return item, app, space
+
+
+async def visible_process(tx: Tx, caller: Caller, guid: str) -> tuple[Process, App, Space]:
+    return await visible_of_app(tx, caller, await tx.processes.get(guid), "Process")
 
 
 async def visible_space_guids(tx: Tx, caller: Caller) -> frozenset[str] | None:

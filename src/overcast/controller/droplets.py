@@ -18,6 +18,7 @@ from overcast.controller.access import (
     forbid,
     restrict,
     visible_app,
+    visible_of_app,
     visible_space_guids,
 )
 from overcast.controller.apps import new_process
@@ -144,14 +145,7 @@ class Droplets(UseCase):
     # --- visibility -------------------------------------------------------------------------
 
     async def _visible(self, tx: Tx, caller: Caller, guid: str) -> tuple[Droplet, App, Space]:
-        droplet = await tx.droplets.get(guid)
-        if droplet is None:
-            raise NotFound.of("Droplet")
-        try:
-            app, space = await visible_app(tx, caller, droplet.app_guid)
-        except NotFound:
-            raise NotFound.of("Droplet") from None
-        return droplet, app, space
+        return await visible_of_app(tx, caller, await tx.droplets.get(guid), "Droplet")
 
     async def _writable(self, tx: Tx, caller: Caller, guid: str) -> tuple[Droplet, App, Space]:
         droplet, app, space = await self._visible(tx, caller, guid)

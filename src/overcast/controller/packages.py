@@ -33,6 +33,7 @@ from overcast.controller.access import (
     forbid,
     restrict,
     visible_app,
+    visible_of_app,
     visible_space_guids,
 )
 from overcast.controller.base import MetadataPatch, UseCase
@@ -172,14 +173,7 @@ class Packages(UseCase):
     # --- visibility -------------------------------------------------------------------------
 
     async def _visible(self, tx: Tx, caller: Caller, guid: str) -> tuple[Package, App, Space]:
-        package = await tx.packages.get(guid)
-        if package is None:
-            raise NotFound.of("Package")
-        try:
-            app, space = await visible_app(tx, caller, package.app_guid)
-        except NotFound:
-            raise NotFound.of("Package") from None
-        return package, app, space
+        return await visible_of_app(tx, caller, await tx.packages.get(guid), "Package")
 
     async def _writable(self, tx: Tx, caller: Caller, guid: str) -> tuple[Package, App, Space]:
         package, app, space = await self._visible(tx, caller, guid)
