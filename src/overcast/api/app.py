@@ -10,6 +10,7 @@ from overcast.api.middleware import RequestContextMiddleware
 from overcast.api.v3 import (
     apps,
     blobs,
+    builds,
     droplets,
     extensions,
     instances,
@@ -54,6 +55,7 @@ def create_app(
         max_body_bytes=max_body_bytes,
         body_limits=[
             (droplets.UPLOAD_PATH, max_upload_bytes + UPLOAD_FRAMING_BYTES),
+            (builds.STAGED_DROPLET_PATH, controller.droplets.max_droplet_bytes),
             # The zip, plus the `resources` field, plus framing.
             (
                 packages.UPLOAD_PATH,
@@ -76,6 +78,7 @@ def create_app(
         logs,
         droplets,
         packages,
+        builds,
         blobs,
         instances,
     ):

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, Response
 from overcast.api.presenters import Urls
 from overcast.controller.access import Caller
 from overcast.controller.controller import Controller
+from overcast.models.errors import NotAuthorized
 from overcast.models.jobs import Job
 
 
@@ -48,3 +49,18 @@ def ok(body: Any, status: int = 200) -> JSONResponse:
 def accepted_job(job: Job, urls: Urls) -> Response:
     """202 with an empty body and `Location` to the job (the only place Location is sent)."""
     return Response(status_code=202, headers={"Location": urls.href(f"/v3/jobs/{job.guid}")})
+
+
+def signature_of(request: Request) -> tuple[str | None, str | None]:
+    """(expires, signature) of a signed URL; any other query parameter, or either given twice,
+    makes it invalid (a CF-shaped 403)."""
+    params = params_of(request)
+    if set(params) - {"expires", "signature"}:
+        raise NotAuthorized("Invalid or expired signature")
+    found: list[str | None] = []
+    for name in ("expires", "signature"):
+        values = params.get(name) or []
+        if len(values) > 1:
+            raise NotAuthorized("Invalid or expired signature")
+        found.append(values[0] if values else None)
+    return found[0], found[1]

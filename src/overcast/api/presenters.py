@@ -9,12 +9,14 @@ from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from overcast.api.errors import job_error_json
+from overcast.controller.buildpacks import InstalledBuildpack
 from overcast.models.jobs import Job, QueueStats
 from overcast.models.lifecycle import cf_job_state
 from overcast.models.query import ListQuery, Page
 from overcast.models.resources import (
     App,
     AuditEvent,
+    Build,
     Domain,
     Droplet,
     Metadata,
@@ -228,6 +230,56 @@ def package(item: Package, urls: Urls) -> Json:
             "download": urls.link(f"{path}/download"),
             "app": urls.link(f"/v3/apps/{item.app_guid}"),
         },
+    }
+
+
+def build(item: Build, urls: Urls) -> Json:
+    """A build as CF v3 shows it (`droplet` is null until STAGED)."""
+    links: Json = {
+        "self": urls.link(f"/v3/builds/{item.guid}"),
+        "app": urls.link(f"/v3/apps/{item.app_guid}"),
+    }
+    staged = item.state.value == "STAGED" and item.droplet_guid
+    if staged:
+        links["droplet"] = urls.link(f"/v3/droplets/{item.droplet_guid}")
+    creator = item.created_by
+    return {
+        **_stamps(item),
+        "state": item.state.value,
+        "staging_memory_in_mb": item.staging_memory_in_mb,
+        "staging_disk_in_mb": item.staging_disk_in_mb,
+        "staging_log_rate_limit_bytes_per_second": -1,
+        "error": item.error,
+        "lifecycle": {
+            "type": item.lifecycle_type,
+            "data": {"buildpacks": list(item.lifecycle_buildpacks), "stack": item.stack},
+        },
+        "package": {"guid": item.package_guid},
+        "droplet": {"guid": item.droplet_guid} if staged else None,
+        "created_by": {"guid": creator.guid, "name": creator.name, "email": creator.email},
+        "relationships": {"app": _to_one(item.app_guid)},
+        "metadata": _metadata(item.metadata),
+        "links": links,
+    }
+
+
+def buildpack(item: InstalledBuildpack, urls: Urls) -> Json:
+    """An installed buildpack as CF v3 shows an admin buildpack (READY, enabled, locked)."""
+    version = f"-v{item.version}" if item.version else ""
+    return {
+        "guid": item.guid,
+        "created_at": timestamp(item.created_at),
+        "updated_at": timestamp(item.created_at),
+        "name": item.name,
+        "state": "READY",
+        "filename": f"{item.name}_buildpack{version}.zip",
+        "stack": item.stack,
+        "position": item.position,
+        "lifecycle": "buildpack",
+        "enabled": True,
+        "locked": True,
+        "metadata": {"labels": {}, "annotations": {}},
+        "links": {"self": urls.link(f"/v3/buildpacks/{item.guid}")},
     }
 
 

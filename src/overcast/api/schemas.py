@@ -190,6 +190,20 @@ class CurrentDroplet(Body):
     data: GuidRef
 
 
+class CreateBuild(Body):
+    package: GuidRef
+    lifecycle: LifecycleBody | None = None
+    staging_memory_in_mb: int | None = None
+    staging_disk_in_mb: int | None = None
+    # Accepted for CF clients; staging output is not rate limited.
+    staging_log_rate_limit_bytes_per_second: int | None = None
+    metadata: MetadataBody | None = None
+
+
+class UpdateBuild(Body):
+    metadata: MetadataBody | None = None
+
+
 class PackageRelationships(Body):
     app: ToOne
 

@@ -115,12 +115,42 @@ class InstanceStatsRequest(Wire):
     process_guids: list[str] = Field(default_factory=list)
 
 
-CellCommand = StartInstance | StopInstance | SetCellState | InstanceStatsRequest
+class StagingSpec(Wire):
+    """Everything a cell needs to stage one build. The URLs are signed (they carry a secret)
+    and the environment holds the app's variables: neither is ever logged."""
+
+    build_guid: str
+    app_guid: str
+    droplet_guid: str
+    # GET: the package as a zip.
+    package_url: str
+    # POST: the droplet tarball (its staging_info.yml says what it runs).
+    droplet_upload_url: str
+    # POST: {"reason", "detail"} when staging failed.
+    failure_url: str
+    # Buildpack names, absolute paths or git/zip URLs, in order; empty: detect.
+    buildpacks: list[str] = Field(default_factory=list)
+    stack: str
+    environment: dict[str, str] = Field(default_factory=dict)
+    memory_mb: int = Field(ge=1)
+    disk_mb: int = Field(ge=1)
+    timeout_seconds: float = Field(gt=0)
+    # The most a package zip may hold (expanded), as the controller's limits say.
+    max_package_bytes: int = Field(ge=1)
+
+
+class StageCommand(Wire):
+    op: Literal["stage"] = "stage"
+    staging: StagingSpec
+
+
+CellCommand = StartInstance | StopInstance | SetCellState | InstanceStatsRequest | StageCommand
 COMMANDS: dict[str, type[Wire]] = {
     "start": StartInstance,
     "stop": StopInstance,
     "set_state": SetCellState,
     "stats": InstanceStatsRequest,
+    "stage": StageCommand,
 }
 
 
@@ -184,6 +214,8 @@ class Heartbeat(Wire):
     # Unix times: when it was sent, and when the cell process started.
     sent_at: float
     started_at: float
+    # Builds the cell is staging now (their guids); a build missing here is not being staged.
+    staging: list[str] = Field(default_factory=list)
 
 
 class InstanceEvent(Wire):

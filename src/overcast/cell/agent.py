@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
+import dataclasses
 import shutil
 import time
 from collections.abc import Coroutine
@@ -31,6 +31,8 @@ from overcast.bus.messages import (
     Resources,
     RpcReply,
     SetCellState,
+    StageCommand,
+    StagingSpec,
     StartInstance,
     StatsReply,
     StopInstance,
@@ -38,7 +40,8 @@ from overcast.bus.messages import (
     parse_command,
 )
 from overcast.bus.subjects import CELL_DISCOVER, CELL_HEARTBEAT, INSTANCE_EVENT, app_logs, cell_rpc
-from overcast.cell.decisions import CellProfile, allocated, decide_start, decide_stop
+from overcast.cell.decisions import CellProfile, decide_stage, decide_start, decide_stop, used_by
+from overcast.cell.disk import directory_size
 from overcast.cell.logs import FileTail
 from overcast.cell.ports import PortAllocator
 from overcast.cell.probes import Prober
@@ -54,6 +57,7 @@ from overcast.cell.runtime import (
     Usage,
     log_path,
 )
+from overcast.cell.staging import Stager
 from overcast.cell.table import (
     TABLE_FILE,
     CellTable,
@@ -88,6 +92,7 @@ DISK_USAGE_TTL_SECONDS = 5.0
 # Two CPU samples closer than this give a noisy fraction: the previous one is reported.
 CPU_MIN_SAMPLE_SECONDS = 1.0
 CELL_SOURCE = "CELL"
+STAGING_SOURCE = "STG"
 # States in which the instance's process may run.
 _PROCESS_STATES = frozenset(
     {InstanceState.STARTING, InstanceState.RUNNING, InstanceState.EVACUATING}
@@ -138,6 +143,9 @@ class CellAgent:
         self._disk: dict[str, tuple[float, int]] = {}
         self._started_at = 0.0
         self._running = False
+        self._stager = Stager(
+            settings, work_dir, log_sink=self._staging_log, on_change=self._staging_changed
+        )
 
     # --- public ------------------------------------------------------------------------------
 
@@ -178,12 +186,13 @@ class CellAgent:
             stacks=list(self._settings.stacks),
             tags=list(self._settings.tags),
             capacity=self._profile.capacity,
-            allocated=allocated(self._table.instances.values()),
+            allocated=used_by(self._table, self._profile),
             instances=[record.report(host) for record in self._table.instances.values()],
             seq=self._table.seq,
             interval_seconds=self._settings.heartbeat_interval_seconds,
             sent_at=self._now(),
             started_at=self._started_at,
+            staging=self._stager.guids(),
         )
 
     async def start(self) -> None:
@@ -235,6 +244,7 @@ class CellAgent:
         self._subscriptions = []
         heartbeat, tails = self._background
         await _cancel(heartbeat)
+        await self._stager.stop()
         if stop_instances:
             for record in list(self._table.instances.values()):
                 self._begin_stop(record, ExitReason.STOPPED.value)
@@ -268,6 +278,8 @@ class CellAgent:
             await self._send_heartbeat()
         elif isinstance(command, InstanceStatsRequest):
             await self._respond(message, await self._stats(command))
+        elif isinstance(command, StageCommand):
+            await self._on_stage(message, command.staging)
 
     async def _on_discover(self, _message: Message) -> None:
         if self._running:
@@ -294,6 +306,49 @@ class CellAgent:
         await self._respond(message, self._reply(True, record=record))
         await self._announce(record, before)
         self._supervise(record, self._run_instance(record))
+
+    async def _on_stage(self, message: Message, spec: StagingSpec) -> None:
+        self._profile = dataclasses.replace(self._profile, staging=self._stager.allocated())
+        decision = decide_stage(
+            spec,
+            self._table,
+            self._profile,
+            in_progress=self._stager.is_staging(spec.build_guid),
+        )
+        if not decision.accepted:
+            log.info(
+                "cell.stage_rejected",
+                build_guid=spec.build_guid,
+                reason=decision.reason,
+                detail=decision.detail,
+            )
+            await self._respond(message, self._reply(False, decision.reason, decision.detail))
+            return
+        if not self._stager.is_staging(spec.build_guid):
+            log.info("cell.staging", build_guid=spec.build_guid, app_guid=spec.app_guid)
+            self._stager.begin(spec)
+            self._profile = dataclasses.replace(self._profile, staging=self._stager.allocated())
+        await self._respond(message, self._reply(True))
+        await self._send_heartbeat()
+
+    async def _staging_log(self, app_guid: str, line: str, stream: str) -> None:
+        try:
+            subject = app_logs(app_guid)
+        except ValueError:
+            return
+        payload = LogLine(
+            app_guid=app_guid,
+            source=STAGING_SOURCE,
+            stream="stderr" if stream == "stderr" else "stdout",
+            line=line,
+            timestamp=time.time_ns(),
+        )
+        await self._publish(subject, payload)
+
+    async def _staging_changed(self) -> None:
+        self._profile = dataclasses.replace(self._profile, staging=self._stager.allocated())
+        if self._running:
+            await self._send_heartbeat()
 
     def _on_stop(self, command: StopInstance) -> RpcReply:
         decision = decide_stop(command, self._table)
@@ -784,26 +839,6 @@ class CellAgent:
 def _app_source(record: InstanceRecord) -> str:
     spec = record.spec
     return f"APP/PROC/{spec.process_type.upper()}/{spec.index}"
-
-
-def directory_size(path: Path) -> int:
-    """Bytes of the files under a directory (links not followed; unreadable parts skipped)."""
-    total = 0
-    stack = [str(path)]
-    while stack:
-        try:
-            entries = list(os.scandir(stack.pop()))
-        except OSError:
-            continue
-        for entry in entries:
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(entry.path)
-                else:
-                    total += entry.stat(follow_symlinks=False).st_size
-            except OSError:
-                continue
-    return total
 
 
 async def _cancel(task: asyncio.Task[Any]) -> None:

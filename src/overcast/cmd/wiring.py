@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import uvicorn
@@ -17,13 +19,18 @@ from overcast.auth.service import AuthService, load_or_create_signing_keys
 from overcast.auth.tokens import TokenIssuer
 from overcast.bus.base import Bus
 from overcast.bus.factory import create_bus
+from overcast.controller.apps import DEFAULT_STACK
 from overcast.controller.bootstrap import AdminBootstrap, ensure_admin, ensure_shared_domain
+from overcast.controller.buildpacks import InstalledBuildpack
 from overcast.controller.controller import Controller
+from overcast.controller.package_archive import ArchiveRules
 from overcast.core.clock import Clock, SystemClock
 from overcast.core.logging import get_logger
 from overcast.core.settings import ControllerSettings
 from overcast.jobs.engine import JobEngine, default_owner
-from overcast.staging.archives import check_zip
+from overcast.staging.archives import ArchiveLimits, check_zip, entry_path
+from overcast.staging.archives.common import EntryTree
+from overcast.staging.runner import builtin_buildpacks
 from overcast.store.blobs import DirectoryBlobStore
 from overcast.store.sql.store import SqlStore
 
@@ -112,9 +119,22 @@ async def build_controller(
         log_settings=settings.logs,
         blobs=DirectoryBlobStore(settings.blobstore_dir()),
         blob_settings=settings.blobstore,
-        # The staging layer's zip rules (the same ones cells and buildpacks are held to) gate
-        # every uploaded package before the controller ingests it.
-        package_zip_check=check_zip,
+        staging_settings=settings.staging,
+        buildpacks=installed_buildpacks(),
+        # The staging layer's entry rules (the same ones cells and buildpacks are held to) gate
+        # every uploaded package, every path a client names, and every package written out.
+        package_rules=ArchiveRules(
+            zip_check=functools.partial(
+                check_zip,
+                limits=ArchiveLimits(
+                    max_entries=settings.blobstore.max_package_files,
+                    max_bytes=settings.blobstore.max_package_expanded_bytes,
+                    max_file_bytes=settings.blobstore.max_package_file_bytes,
+                ),
+            ),
+            path_check=entry_path,
+            new_tree=lambda: EntryTree(ArchiveLimits()),
+        ),
     )
     if settings.api.external_url:
         controller.set_api_url(settings.api.external_url)
@@ -139,6 +159,23 @@ async def build_controller(
         app=app,
         admin=admin,
     )
+
+
+def installed_buildpacks() -> list[InstalledBuildpack]:
+    """The built-in buildpacks as the API lists them (their files date them)."""
+    installed = []
+    for buildpack in builtin_buildpacks():
+        stamp = (buildpack.path / "bin" / "compile").stat().st_mtime
+        installed.append(
+            InstalledBuildpack(
+                name=buildpack.name,
+                position=buildpack.position,
+                version=buildpack.version,
+                stack=DEFAULT_STACK,
+                created_at=datetime.fromtimestamp(int(stamp), UTC),
+            )
+        )
+    return installed
 
 
 class ApiServer(uvicorn.Server):

@@ -5,12 +5,14 @@ existence does not leak; an object they can see but not change gives 403."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from overcast.auth.identity import Identity
 from overcast.models.errors import NotAuthorized, NotFound
+from overcast.models.query import ListQuery, Page
 from overcast.models.resources import Actor, App, Organization, Process, Space
 from overcast.models.roles import Grant, Permissions
 from overcast.store.base import Store, Tx
@@ -86,6 +88,7 @@ class OfApp(Protocol):
 
 
 ItemT = TypeVar("ItemT", bound=OfApp)
+PageT = TypeVar("PageT")
 
 
 async def visible_of_app(
@@ -126,3 +129,26 @@ def restrict(
     requested = filters.get(name)
     values = sorted(allowed if requested is None else allowed & set(requested))
     return {**filters, name: values}
+
+
+class Pageable(Protocol[PageT]):
+    async def page(self, query: ListQuery) -> Page[PageT]: ...
+
+
+async def page_visible(
+    tx: Tx, caller: Caller, repo: Pageable[PageT], query: ListQuery
+) -> Page[PageT]:
+    """A page of what belongs to apps (filterable by space_guids), narrowed to the spaces the
+    caller can see."""
+    allowed = await visible_space_guids(tx, caller)
+    filters = restrict(query.filters, "space_guids", allowed)
+    return await repo.page(dataclasses.replace(query, filters=filters))
+
+
+async def page_of_app(
+    tx: Tx, caller: Caller, app_guid: str, repo: Pageable[PageT], query: ListQuery
+) -> Page[PageT]:
+    """A page of what belongs to one app the caller can see (404 when it cannot)."""
+    app, _ = await visible_app(tx, caller, app_guid)
+    filters = {**query.filters, "app_guids": [app.guid]}
+    return await repo.page(dataclasses.replace(query, filters=filters))

@@ -26,7 +26,14 @@ from overcast.models.jobs import Job
 from overcast.models.lifecycle import APP_TRANSITIONS, AppState, transition
 from overcast.models.metadata import patch_metadata
 from overcast.models.query import ListQuery, Page
-from overcast.models.resources import App, Metadata, Process, Space
+from overcast.models.resources import (
+    App,
+    HealthCheck,
+    HealthCheckType,
+    Metadata,
+    Process,
+    Space,
+)
 from overcast.models.validation import (
     check_environment_variables,
     check_name,
@@ -53,7 +60,7 @@ class AppChanges:
     annotations: MetadataPatch = None
 
 
-def _check_lifecycle(lifecycle: Lifecycle) -> None:
+def check_lifecycle(lifecycle: Lifecycle) -> None:
     if lifecycle.type != "buildpack":
         raise Unprocessable(f"Lifecycle type {lifecycle.type!r} is not supported (buildpack)")
     if lifecycle.stack is not None and lifecycle.stack not in STACKS:
@@ -86,6 +93,8 @@ def _app_changes(changes: AppChanges) -> str:
 
 
 def new_process(app_guid: str, process_type: str, now: Any) -> Process:
+    # As CF: only `web` listens on a port; other types are checked by their process alone.
+    check = HealthCheck() if process_type == "web" else HealthCheck(type=HealthCheckType.PROCESS)
     return Process(
         guid=new_guid(),
         app_guid=app_guid,
@@ -93,6 +102,7 @@ def new_process(app_guid: str, process_type: str, now: Any) -> Process:
         created_at=now,
         updated_at=now,
         version=new_guid(),
+        health_check=check,
     )
 
 
@@ -121,7 +131,7 @@ class Apps(UseCase):
         env = dict(environment_variables or {})
         check_environment_variables(env)
         lifecycle = lifecycle or Lifecycle()
-        _check_lifecycle(lifecycle)
+        check_lifecycle(lifecycle)
         now = self.clock.now()
         async with self.store.write() as tx:
             space = await visible_space(tx, caller, space_guid)
@@ -176,7 +186,7 @@ class Apps(UseCase):
         if changes.name is not None:
             check_name(changes.name, what="App")
         if changes.lifecycle is not None:
-            _check_lifecycle(changes.lifecycle)
+            check_lifecycle(changes.lifecycle)
         async with self.store.write() as tx:
             _, space = await self._writable(tx, caller, guid)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from overcast.auth.identity import Identity
@@ -11,6 +12,8 @@ from overcast.bus.base import Bus
 from overcast.controller.access import Caller, load_caller
 from overcast.controller.apps import Apps
 from overcast.controller.audit import AuditEvents
+from overcast.controller.buildpacks import Buildpacks, InstalledBuildpack
+from overcast.controller.builds import Builds
 from overcast.controller.cells import CellDirectory
 from overcast.controller.clients import Clients
 from overcast.controller.deletion import Deletions
@@ -20,15 +23,15 @@ from overcast.controller.instances import Instances
 from overcast.controller.jobs import Jobs
 from overcast.controller.logs import LogBuffer, Logs
 from overcast.controller.orgs import Organizations
-from overcast.controller.package_archive import PackageLimits
-from overcast.controller.packages import Packages, ZipCheck
+from overcast.controller.package_archive import ArchiveRules, PackageLimits
+from overcast.controller.packages import Packages
 from overcast.controller.processes import Processes
 from overcast.controller.roles import Roles
 from overcast.controller.scheduler import Scheduler
 from overcast.controller.spaces import Spaces
 from overcast.controller.users import Users
 from overcast.core.clock import Clock
-from overcast.core.settings import BlobstoreSettings, LogSettings
+from overcast.core.settings import BlobstoreSettings, LogSettings, StagingSettings
 from overcast.jobs.engine import JobEngine
 from overcast.store.base import Store
 from overcast.store.blobs import BlobStore, DirectoryBlobStore
@@ -47,7 +50,9 @@ class Controller:
         blobs: BlobStore | None = None,
         blob_settings: BlobstoreSettings | None = None,
         requester: str = "controller",
-        package_zip_check: ZipCheck | None = None,
+        package_rules: ArchiveRules,
+        staging_settings: StagingSettings | None = None,
+        buildpacks: Sequence[InstalledBuildpack] = (),
     ) -> None:
         self.store = store
         self.bus = bus
@@ -102,7 +107,9 @@ class Controller:
             ),
             max_resource_matches=blob_config.max_resource_matches,
             signed_url_ttl_seconds=blob_config.signed_url_ttl_seconds,
-            zip_check=package_zip_check,
+            rules=package_rules,
+            file_grace_seconds=blob_config.file_grace_seconds,
+            sweep_interval_seconds=blob_config.sweep_interval_seconds,
         )
         for operation in self.packages.operations():
             engine.register(operation)
@@ -113,6 +120,20 @@ class Controller:
         for operation in self.scheduler.operations():
             engine.register(operation)
         self.instances = Instances(*parts, directory=self.directory, scheduler=self.scheduler)
+        # Staging: builds run on cells chosen by placement and end with a droplet.
+        self.buildpacks = Buildpacks(buildpacks)
+        self.builds = Builds(
+            *parts,
+            packages=self.packages,
+            droplets=self.droplets,
+            directory=self.directory,
+            scheduler=self.scheduler,
+            settings=staging_settings or StagingSettings(),
+            buildpacks=self.buildpacks,
+            logs=self.log_buffer,
+        )
+        for operation in self.builds.operations():
+            engine.register(operation)
         deletions = Deletions(store, stop_app_instances=self.scheduler.stop_app_instances)
         for operation in deletions.operations():
             engine.register(operation)
@@ -122,8 +143,10 @@ class Controller:
         back what should run after a restart."""
         await self.directory.start()
         await self.scheduler.resume_started_apps()
+        self.packages.start_sweeping()
 
     async def stop(self) -> None:
+        await self.packages.stop_sweeping()
         await self.directory.stop()
 
     def set_api_url(self, url: str) -> None:

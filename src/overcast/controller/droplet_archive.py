@@ -28,6 +28,7 @@ STAGING_INFO = "staging_info.yml"
 MAX_STAGING_INFO_BYTES = 64 * 1024
 MAX_ENTRIES = 200_000
 MAX_PROCESS_TYPES = 100
+MAX_BUILDPACKS = 32
 MAX_COMMAND_CHARS = 4096
 _PROCESS_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _DRIVE = re.compile(r"^[A-Za-z]:")
@@ -39,10 +40,19 @@ class InvalidDroplet(Unprocessable):
 
 
 @dataclass(frozen=True)
+class StagedBuildpack:
+    name: str
+    version: str | None = None
+    detect_output: str | None = None
+
+
+@dataclass(frozen=True)
 class StagingInfo:
     detected_buildpack: str | None = None
     start_command: str | None = None
     process_types: dict[str, str] = field(default_factory=dict)
+    # The buildpacks that ran, in order (the last one's release gave the process types).
+    buildpacks: tuple[StagedBuildpack, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -166,7 +176,32 @@ def parse_staging_info(data: bytes) -> StagingInfo:
         detected_buildpack=buildpack or None,
         start_command=start_command or None,
         process_types=process_types,
+        buildpacks=_buildpacks(loaded.get("buildpacks")),
     )
+
+
+def _buildpacks(raw: object) -> tuple[StagedBuildpack, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or len(raw) > MAX_BUILDPACKS:
+        raise InvalidDroplet(
+            f"{STAGING_INFO}: buildpacks must be a list of at most {MAX_BUILDPACKS}"
+        )
+    used: list[StagedBuildpack] = []
+    for item in raw:
+        if not isinstance(item, dict):
+            raise InvalidDroplet(f"{STAGING_INFO}: every buildpack must be a mapping")
+        name = _text(item.get("name"), "a buildpack name", 255)
+        if not name:
+            raise InvalidDroplet(f"{STAGING_INFO}: every buildpack needs a name")
+        used.append(
+            StagedBuildpack(
+                name=name,
+                version=_text(item.get("version"), "a buildpack version", 255),
+                detect_output=_text(item.get("detect_output"), "a detect output", 4096),
+            )
+        )
+    return tuple(used)
 
 
 def _read_staging_info(archive: tarfile.TarFile, member: tarfile.TarInfo) -> StagingInfo:

@@ -16,10 +16,10 @@ from typing import BinaryIO
 from overcast.controller.access import (
     Caller,
     forbid,
-    restrict,
+    page_of_app,
+    page_visible,
     visible_app,
     visible_of_app,
-    visible_space_guids,
 )
 from overcast.controller.apps import new_process
 from overcast.controller.base import MetadataPatch, UseCase
@@ -27,6 +27,7 @@ from overcast.controller.blob_urls import droplet_blob_path
 from overcast.controller.droplet_archive import (
     MAX_COMMAND_CHARS,
     MAX_PROCESS_TYPES,
+    DropletReport,
     InvalidDroplet,
     inspect_droplet,
 )
@@ -176,17 +177,30 @@ class Droplets(UseCase):
 
     async def page(self, caller: Caller, query: ListQuery) -> Page[Droplet]:
         async with self.store.read() as tx:
-            allowed = await visible_space_guids(tx, caller)
-            filters = restrict(query.filters, "space_guids", allowed)
-            page = await tx.droplets.page(dataclasses.replace(query, filters=filters))
+            page = await page_visible(tx, caller, tx.droplets, query)
             return Page(items=await self._shown(tx, caller, page.items), total=page.total)
 
     async def of_app(self, caller: Caller, app_guid: str, query: ListQuery) -> Page[Droplet]:
         async with self.store.read() as tx:
-            app, _ = await visible_app(tx, caller, app_guid)
-            filters = {**query.filters, "app_guids": [app.guid]}
-            page = await tx.droplets.page(dataclasses.replace(query, filters=filters))
+            page = await page_of_app(tx, caller, app_guid, tx.droplets, query)
             return Page(items=await self._shown(tx, caller, page.items), total=page.total)
+
+    async def of_package(
+        self, caller: Caller, package_guid: str, query: ListQuery
+    ) -> Page[Droplet]:
+        """GET /v3/packages/:guid/droplets: the droplets staged from a package."""
+        async with self.store.read() as tx:
+            package, _, _ = await visible_of_app(
+                tx, caller, await tx.packages.get(package_guid), "Package"
+            )
+            droplets = await tx.droplets.list_all(
+                {**query.filters, "app_guids": [package.app_guid]}
+            )
+            mine = [droplet for droplet in droplets if droplet.package_guid == package.guid]
+            mine.sort(key=lambda droplet: droplet.created_at, reverse=query.descending)
+            start = (query.page - 1) * query.per_page
+            shown = await self._shown(tx, caller, mine[start : start + query.per_page])
+            return Page(items=shown, total=len(mine))
 
     async def current(self, caller: Caller, app_guid: str) -> Droplet:
         async with self.store.read() as tx:
@@ -394,16 +408,8 @@ class Droplets(UseCase):
         kind, name = DROPLETS, guid
         if key and await self.blobs.size(UPLOADS, key) is not None:
             kind, name = UPLOADS, key
-        handle = await self.blobs.open(kind, name)
-        if handle is None:
-            await self._fail(guid, "The uploaded bits are gone; create a droplet and upload again")
-            raise Unprocessable("The uploaded bits are gone")
         try:
-            report = await asyncio.to_thread(
-                inspect_droplet,
-                handle,
-                max_expanded_bytes=self.max_droplet_bytes * MAX_EXPANSION,
-            )
+            report = await self._inspect(kind, name)
         except InvalidDroplet as error:
             await self._fail(guid, error.detail)
             await self.blobs.delete(kind, name)
@@ -413,8 +419,9 @@ class Droplets(UseCase):
             if context.job.attempts >= context.job.max_attempts:
                 await self._fail(guid, "The droplet could not be processed (internal error)")
             raise
-        finally:
-            handle.close()
+        if report is None:
+            await self._fail(guid, "The uploaded bits are gone; create a droplet and upload again")
+            raise Unprocessable("The uploaded bits are gone")
         info = report.staging_info
         process_types = droplet.process_types or (info.process_types if info else {})
         if not process_types:
@@ -432,25 +439,111 @@ class Droplets(UseCase):
             (DropletBuildpack(name=detected, buildpack_name=detected),) if detected else ()
         )
         try:
-            async with self.store.write() as tx:
-                await tx.droplets.update(
-                    guid,
-                    lambda current: dataclasses.replace(
-                        current,
-                        state=transition(
-                            DROPLET_TRANSITIONS, current.state, DropletState.STAGED, what="Droplet"
-                        ),
-                        error=None,
-                        checksum=report.sha256,
-                        size_in_bytes=report.size,
-                        process_types=process_types,
-                        buildpacks=buildpacks,
-                    ),
-                )
+            await self._mark_staged(
+                guid, report, process_types=process_types, buildpacks=buildpacks
+            )
         except NotFound:  # deleted while it was checked
             await self.blobs.delete(DROPLETS, guid)
             return
         await context.set_result(droplet_guid=guid, checksum=report.sha256, size=report.size)
+
+    async def _inspect(self, kind: str, name: str) -> DropletReport | None:
+        """The blob checked as a droplet (InvalidDroplet when it is not one); None if gone."""
+        handle = await self.blobs.open(kind, name)
+        if handle is None:
+            return None
+        try:
+            return await asyncio.to_thread(
+                inspect_droplet, handle, max_expanded_bytes=self.max_droplet_bytes * MAX_EXPANSION
+            )
+        finally:
+            handle.close()
+
+    # --- staging ----------------------------------------------------------------------------
+
+    async def accept_staged(self, guid: str, bits: AsyncIterable[bytes]) -> Droplet:
+        """A cell's staged droplet for a STAGING droplet: stored, checked, and STAGED with what
+        its staging_info.yml says. Unprocessable (the droplet is left STAGING for the caller
+        to fail) when the bits are not a runnable droplet."""
+        key = f"{guid}-{secrets.token_hex(6)}"
+        await self.blobs.write(UPLOADS, key, bits, max_bytes=self.max_droplet_bytes)
+        try:
+            report = await self._inspect(UPLOADS, key)
+        except InvalidDroplet as error:
+            await self.blobs.delete(UPLOADS, key)
+            raise Unprocessable(f"The staged droplet is invalid: {error.detail}") from None
+        info = report.staging_info if report is not None else None
+        if report is None or info is None or not info.process_types:
+            await self.blobs.delete(UPLOADS, key)
+            raise Unprocessable("The staged droplet has no process types")
+        await self.blobs.move(UPLOADS, key, DROPLETS, guid)
+        buildpacks = tuple(
+            DropletBuildpack(
+                name=used.name,
+                buildpack_name=used.name,
+                version=used.version,
+                detect_output=used.detect_output,
+            )
+            for used in info.buildpacks
+        )
+        try:
+            return await self._mark_staged(
+                guid,
+                report,
+                process_types=dict(info.process_types),
+                buildpacks=buildpacks,
+                execution_metadata=info.start_command or "",
+            )
+        except BaseException:
+            await self.blobs.delete(DROPLETS, guid)
+            raise
+
+    async def _mark_staged(
+        self,
+        guid: str,
+        report: DropletReport,
+        *,
+        process_types: dict[str, str],
+        buildpacks: tuple[DropletBuildpack, ...],
+        execution_metadata: str | None = None,
+    ) -> Droplet:
+        """The stored, checked droplet becomes STAGED with what it runs."""
+
+        def staged(current: Droplet) -> Droplet:
+            return dataclasses.replace(
+                current,
+                state=transition(
+                    DROPLET_TRANSITIONS, current.state, DropletState.STAGED, what="Droplet"
+                ),
+                error=None,
+                checksum=report.sha256,
+                size_in_bytes=report.size,
+                process_types=process_types,
+                buildpacks=buildpacks,
+                execution_metadata=(
+                    current.execution_metadata if execution_metadata is None else execution_metadata
+                ),
+            )
+
+        async with self.store.write() as tx:
+            _, after = await tx.droplets.update(guid, staged)
+        return after
+
+    async def fail_staging(self, tx: Tx, guid: str, error: str) -> None:
+        """Within the caller's transaction: a STAGING droplet becomes FAILED with `error`."""
+        droplet = await tx.droplets.get(guid)
+        if droplet is None or droplet.state != DropletState.STAGING:
+            return
+        await tx.droplets.update(
+            guid,
+            lambda current: dataclasses.replace(
+                current,
+                state=transition(
+                    DROPLET_TRANSITIONS, current.state, DropletState.FAILED, what="Droplet"
+                ),
+                error=error,
+            ),
+        )
 
     async def _fail(self, guid: str, detail: str) -> None:
         async with self.store.write() as tx:

@@ -1,53 +1,39 @@
-"""Checking an uploaded package without trusting it, and the package's manifest.
+"""What a package is made of, and the rules it is checked with.
 
 A package upload is a zip (`bits`) plus `resources`, files the server already holds (found by
-POST /v3/resource_matches). Nothing is ever extracted to a directory: every regular file of
-the zip is copied into the content-addressed file store, and the package is a manifest
+POST /v3/resource_matches). Nothing is ever extracted to a directory: every regular file and
+link of the zip is copied into the content-addressed file store, and the package is a manifest
 listing `path -> sha1, size, mode`.
 
-Names follow DESIGN.md section 9, for zip entries and `resources` paths alike: no absolute
-paths, `..`, drive letters, backslashes, NUL or other control characters; links must stay
-inside the tree and nothing may sit under a link (or under a file). Entries are bounded in
-number, each file and the whole package in size, and over-compressed entries are refused.
-Every refusal names the entry.
-
-TODO(staging): once `overcast.staging.archives.check_zip` exists, the composition root can
-pass it as `Packages(zip_check=...)` (the controller may not import staging); these checks
-stay, since ingestion reads the entries itself.
+The rules for names, links and trees (DESIGN.md section 9) are the staging layer's, one set for
+droplets and packages alike; the controller may not import staging, so the composition root
+hands them over as `ArchiveRules` (`overcast.staging.archives`: `check_zip`, `entry_path`,
+`EntryTree`). This module keeps only what is particular to packages: the `resources` list, the
+manifest, and the package limits. Every refusal names the entry.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import posixpath
 import re
 import stat
-import zipfile
-import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal, Protocol
 
 from overcast.models.errors import Unprocessable
 
-MAX_PATH_CHARS = 4096
-MAX_NAME_CHARS = 255
-MAX_LINK_TARGET_BYTES = 4096
-# An entry that expands past this many times its compressed size (and past 1 MiB) is refused.
-MAX_COMPRESSION_RATIO = 1000
-_RATIO_FLOOR = 1024 * 1024
 DEFAULT_FILE_MODE = 0o644
+EXECUTABLE_MODE = 0o755
 REGULAR = stat.S_IFREG
 LINK = stat.S_IFLNK
 MANIFEST_VERSION = 1
-_DRIVE = re.compile(r"^[A-Za-z]:")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SHA1 = re.compile(r"^[0-9a-fA-F]{40}$")
 _MODE = re.compile(r"^[0-7]{1,12}$")
-_COMPRESSIONS = frozenset(
-    {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
-)
+
+EntryKind = Literal["file", "directory", "symlink"]
 
 
 class InvalidPackage(Unprocessable):
@@ -59,6 +45,77 @@ class PackageLimits:
     max_file_bytes: int
     max_expanded_bytes: int
     max_files: int
+
+
+# --- the rules, from the composition root -----------------------------------------------------
+
+
+class CheckedEntry(Protocol):
+    """One entry of a checked zip (`overcast.staging.archives.ZipEntryInfo`)."""
+
+    @property
+    def path(self) -> str:
+        """Relative, "/"-separated and normalised; never "" (the root is not listed)."""
+        ...
+
+    @property
+    def kind(self) -> EntryKind: ...
+
+    @property
+    def size(self) -> int:
+        """Bytes of content: the file's, or the link's target; 0 for a directory."""
+        ...
+
+    @property
+    def sha1(self) -> str | None:
+        """Hex sha1 of that content; None for a directory."""
+        ...
+
+    @property
+    def mode(self) -> int:
+        """Permission bits only (0o644 or 0o755 for a file, 0o777 for a link)."""
+        ...
+
+
+class ZipCheck(Protocol):
+    def __call__(self, path: Path, /) -> Sequence[CheckedEntry]:
+        """Every entry of the zip at `path`, inflated and hashed but written nowhere, in
+        archive order; ValueError naming the first offending entry."""
+        ...
+
+
+class PathCheck(Protocol):
+    def __call__(self, name: str, /) -> str:
+        """The name as a normalised relative path ("" for the root itself); ValueError when it
+        could leave the tree or is not a portable name."""
+        ...
+
+
+class PathTree(Protocol):
+    """The paths of one tree, added one at a time; ValueError naming the entry as soon as one
+    would replace another, sit under a link or a file, or a link would lead outside."""
+
+    def add(self, entry: str, path: str, kind: EntryKind) -> None: ...
+
+    def add_link(self, entry: str, path: str, target: str) -> None: ...
+
+    def check_link_chains(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ArchiveRules:
+    zip_check: ZipCheck
+    path_check: PathCheck
+    new_tree: Callable[[], PathTree]
+
+
+def reason(error: ValueError) -> str:
+    """What a rule says is wrong, without the entry's name (when it keeps the two apart)."""
+    said = getattr(error, "reason", None)
+    return said if isinstance(said, str) else str(error)
+
+
+# --- what a package holds ---------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -83,150 +140,14 @@ class ManifestEntry:
     def is_link(self) -> bool:
         return stat.S_ISLNK(self.mode)
 
-
-@dataclass(frozen=True)
-class ZipEntry:
-    info: zipfile.ZipInfo
-    path: str
-    mode: int
-
     @property
-    def is_link(self) -> bool:
-        return stat.S_ISLNK(self.mode)
+    def kind(self) -> EntryKind:
+        return "symlink" if self.is_link else "file"
 
-
-# --- names ------------------------------------------------------------------------------------
-
-
-def entry_path(name: str, what: str = "entry") -> str:
-    """The entry's normalised relative path (no `./`, no doubled slashes); InvalidPackage
-    naming it when it could leave the tree or is not a portable name."""
-    shown = repr(name[:300])
-    if not name or len(name) > MAX_PATH_CHARS:
-        raise InvalidPackage(f"The package has an {what} with an empty or too long path: {shown}")
-    if _CONTROL.search(name) or "\\" in name:
-        raise InvalidPackage(f"The package has an unsafe {what} name: {shown}")
-    if name.startswith("/") or _DRIVE.match(name):
-        raise InvalidPackage(f"The package has an {what} with an absolute path: {shown}")
-    parts = [part for part in name.split("/") if part not in ("", ".")]
-    if ".." in parts:
-        raise InvalidPackage(f"The package has an {what} outside its tree (..): {shown}")
-    if not parts:
-        raise InvalidPackage(f"The package has an {what} with an empty path: {shown}")
-    if any(len(part) > MAX_NAME_CHARS for part in parts):
-        raise InvalidPackage(f"The package has an {what} with a too long name: {shown}")
-    return "/".join(parts)
-
-
-def check_link_target(path: str, target: str) -> str:
-    """A symbolic link's target, when it resolves (from the link's directory) inside the tree."""
-    if not target or _CONTROL.search(target) or "\\" in target:
-        raise InvalidPackage(f"The package has a link with an unsafe target: {path!r}")
-    if target.startswith("/") or _DRIVE.match(target):
-        raise InvalidPackage(f"The package has a link pointing outside its tree: {path!r}")
-    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
-    if resolved == ".." or resolved.startswith("../"):
-        raise InvalidPackage(f"The package has a link pointing outside its tree: {path!r}")
-    return target
-
-
-def check_tree(entries: Iterable[ManifestEntry | ZipEntry]) -> None:
-    """Nothing may sit under a link or under a regular file (it could not be created, or
-    would be written through the link)."""
-    kinds = {entry.path: entry.is_link for entry in entries}
-    for path in kinds:
-        parts = path.split("/")
-        for depth in range(1, len(parts)):
-            parent = "/".join(parts[:depth])
-            if parent in kinds:
-                under = "a link" if kinds[parent] else "a file"
-                raise InvalidPackage(f"The package has an entry under {under}: {path!r}")
-
-
-# --- the zip ----------------------------------------------------------------------------------
-
-
-def _mode_of(info: zipfile.ZipInfo) -> int:
-    unix = info.external_attr >> 16
-    kind = stat.S_IFMT(unix)
-    permissions = unix & 0o777
-    if kind == stat.S_IFLNK:
-        return LINK | 0o777
-    if kind not in (0, stat.S_IFREG):
-        raise InvalidPackage(
-            f"The package has a special file (device, pipe or socket): {info.filename!r}"
-        )
-    return REGULAR | (permissions or DEFAULT_FILE_MODE)
-
-
-def scan_zip(archive: zipfile.ZipFile, limits: PackageLimits) -> list[ZipEntry]:
-    """Check every entry of the zip's central directory (blocking: run it in a thread); the
-    files and links to store, in archive order. Directories are implied by the files."""
-    entries: list[ZipEntry] = []
-    seen: set[str] = set()
-    total = 0
-    infos = archive.infolist()
-    if len(infos) > limits.max_files:
-        raise InvalidPackage(f"The package has more than {limits.max_files} entries")
-    for info in infos:
-        if info.is_dir() and info.orig_filename == "./":
-            continue
-        # zipfile cuts a name at NUL; the raw name still shows it.
-        path = entry_path(info.orig_filename)
-        if info.is_dir():
-            continue
-        if info.flag_bits & 0x1:
-            raise InvalidPackage(f"The package has an encrypted entry: {info.filename!r}")
-        if info.compress_type not in _COMPRESSIONS:
-            raise InvalidPackage(
-                f"The package has an entry with an unsupported compression: {info.filename!r}"
-            )
-        mode = _mode_of(info)
-        if path in seen:
-            raise InvalidPackage(f"The package has an entry given twice: {info.filename!r}")
-        seen.add(path)
-        if stat.S_ISLNK(mode) and info.file_size > MAX_LINK_TARGET_BYTES:
-            raise InvalidPackage(f"The package has a link with a too long target: {path!r}")
-        if info.file_size > limits.max_file_bytes:
-            raise InvalidPackage(
-                f"The package has a file larger than {limits.max_file_bytes} bytes: {path!r}"
-            )
-        if info.file_size > _RATIO_FLOOR and info.file_size > MAX_COMPRESSION_RATIO * max(
-            info.compress_size, 1
-        ):
-            raise InvalidPackage(f"The package has an over-compressed entry: {path!r}")
-        total += info.file_size
-        if total > limits.max_expanded_bytes:
-            raise InvalidPackage(
-                f"The package expands to more than {limits.max_expanded_bytes} bytes (at {path!r})"
-            )
-        entries.append(ZipEntry(info=info, path=path, mode=mode))
-    check_tree(entries)
-    return entries
-
-
-def read_link(archive: zipfile.ZipFile, entry: ZipEntry) -> bytes:
-    """A link entry's target (checked), as stored in the zip."""
-    data = read_entry(archive, entry, MAX_LINK_TARGET_BYTES)
-    try:
-        target = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidPackage(
-            f"The package has a link with an unsafe target: {entry.path!r}"
-        ) from None
-    check_link_target(entry.path, target)
-    return data
-
-
-def read_entry(archive: zipfile.ZipFile, entry: ZipEntry, limit: int) -> bytes:
-    try:
-        with archive.open(entry.info) as member:
-            data = member.read(limit + 1)
-    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError):
-        raise corrupt_entry(entry.path) from None
-    if len(data) > limit:
-        raise InvalidPackage(f"The package has a too large entry: {entry.path!r}")
-    return data
+    @classmethod
+    def of(cls, entry: CheckedEntry, sha1: str) -> ManifestEntry:
+        kind = LINK if entry.kind == "symlink" else REGULAR
+        return cls(path=entry.path, sha1=sha1, size=entry.size, mode=kind | entry.mode)
 
 
 def corrupt_entry(path: str) -> InvalidPackage:
@@ -241,8 +162,9 @@ def _mode(value: object, path: str) -> int:
         return REGULAR | DEFAULT_FILE_MODE
     if not isinstance(value, str) or not _MODE.match(value):
         raise InvalidPackage(f"resources: the mode of {path!r} must be an octal string")
-    permissions = int(value, 8) & 0o777
-    return REGULAR | (permissions or DEFAULT_FILE_MODE)
+    # As for the zip's files: only the executable bit survives, so that a file gives the same
+    # package whether it was uploaded or matched.
+    return REGULAR | (EXECUTABLE_MODE if int(value, 8) & 0o111 else DEFAULT_FILE_MODE)
 
 
 def _size(value: object, path: str) -> int:
@@ -257,7 +179,17 @@ def _sha1(value: object, path: str) -> str:
     return value.lower()
 
 
-def _resource(item: object) -> ResourceRef:
+def _path(raw: str, path_check: PathCheck) -> str:
+    try:
+        path = path_check(raw)
+    except ValueError as error:
+        raise InvalidPackage(f"resources: unsafe path {raw[:300]!r}: {reason(error)}") from None
+    if not path:
+        raise InvalidPackage(f"resources: the path {raw!r} names the package itself")
+    return path
+
+
+def _resource(item: object, path_check: PathCheck) -> ResourceRef:
     """One entry, in the v3 shape `{path, size_in_bytes, checksum: {value}, mode}` or the v2
     shape `{fn, size, sha1, mode}` (what the cf CLI sends with an upload)."""
     if not isinstance(item, dict):
@@ -279,17 +211,17 @@ def _resource(item: object) -> ResourceRef:
         raw_path, raw_size, raw_sha1 = item["path"], item["size_in_bytes"], checksum["value"]
     if not isinstance(raw_path, str):
         raise InvalidPackage("resources: every path must be a string")
-    path = entry_path(raw_path, "resource")
     return ResourceRef(
-        path=path,
+        path=_path(raw_path, path_check),
         sha1=_sha1(raw_sha1, raw_path),
         size=_size(raw_size, raw_path),
         mode=_mode(item.get("mode"), raw_path),
     )
 
 
-def parse_resources(raw: bytes, max_entries: int) -> list[ResourceRef]:
-    """The `resources` part of an upload: a JSON list, checked entry by entry."""
+def parse_resources(raw: bytes, max_entries: int, path_check: PathCheck) -> list[ResourceRef]:
+    """The `resources` part of an upload: a JSON list, checked entry by entry (each path by
+    the archive rules' `path_check`)."""
     try:
         loaded = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
@@ -298,7 +230,7 @@ def parse_resources(raw: bytes, max_entries: int) -> list[ResourceRef]:
         raise InvalidPackage("resources must be a JSON list")
     if len(loaded) > max_entries:
         raise InvalidPackage(f"resources must have at most {max_entries} entries")
-    refs = [_resource(item) for item in loaded]
+    refs = [_resource(item, path_check) for item in loaded]
     seen: dict[str, ResourceRef] = {}
     for ref in refs:
         if ref.path in seen and seen[ref.path] != ref:
@@ -336,17 +268,20 @@ def manifest_sha256(data: bytes) -> str:
 
 
 def parse_manifest(data: bytes) -> list[ManifestEntry]:
-    """A stored manifest (written by us, still checked: it decides where files are written)."""
-    document = json.loads(data.decode("utf-8"))
-    if not isinstance(document, dict) or document.get("version") != MANIFEST_VERSION:
-        raise InvalidPackage("The package manifest has an unknown format")
-    entries = []
-    for item in document["files"]:
-        path = entry_path(str(item["path"]))
-        entries.append(
+    """A stored manifest, as written by `manifest_bytes`. Only its format is checked here: the
+    caller holds its paths to the archive rules before writing anything where they say."""
+    try:
+        document = json.loads(data.decode("utf-8"))
+        if not isinstance(document, dict) or document.get("version") != MANIFEST_VERSION:
+            raise ValueError("unknown version")
+        return [
             ManifestEntry(
-                path=path, sha1=str(item["sha1"]), size=int(item["size"]), mode=int(item["mode"])
+                path=str(item["path"]),
+                sha1=str(item["sha1"]),
+                size=int(item["size"]),
+                mode=int(item["mode"]),
             )
-        )
-    check_tree(entries)
-    return entries
+            for item in document["files"]
+        ]
+    except (ValueError, KeyError, TypeError):
+        raise InvalidPackage("The package manifest has an unknown format") from None

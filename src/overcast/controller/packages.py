@@ -6,7 +6,13 @@ checks the zip, copies each of its files into the content-addressed file store (
 resolves the resources there, and stores the package as a manifest (path -> sha1, size, mode):
 READY, or FAILED with an error naming the offending entry. The package's checksum is the
 sha256 of that canonical manifest, so the same files give the same checksum however they
-arrived.
+arrived. The zip, the paths of `resources` and every manifest read back are held to the staging
+layer's entry rules, which the composition root hands over as `ArchiveRules` (the controller
+may not import staging).
+
+Files are shared between packages. `sweep_orphan_blobs` (every `sweep_interval_seconds`, and
+after cascading deletes) removes manifests and uploads without a package, and files no manifest
+refers to once they are older than `file_grace_seconds`.
 
 Staging gets a package's files with `materialize(package_guid, dest_dir)`, or as a zip from a
 signed URL (`download_url`, `GET /v3/x/blobs/packages/:guid`), like droplets.
@@ -15,8 +21,8 @@ signed URL (`download_url`, `GET /v3/x/blobs/packages/:guid`), like droplets.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
-import io
 import os
 import secrets
 import shutil
@@ -24,37 +30,36 @@ import stat
 import tempfile
 import zipfile
 import zlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from overcast.controller.access import (
     Caller,
     forbid,
-    restrict,
+    page_of_app,
+    page_visible,
     visible_app,
     visible_of_app,
-    visible_space_guids,
 )
 from overcast.controller.base import MetadataPatch, UseCase
 from overcast.controller.events import record_app_event
 from overcast.controller.package_archive import (
+    ArchiveRules,
+    CheckedEntry,
     InvalidPackage,
     ManifestEntry,
     PackageLimits,
+    PathTree,
     ResourceRef,
-    ZipEntry,
-    check_link_target,
-    check_tree,
     corrupt_entry,
     manifest_bytes,
     manifest_sha256,
     parse_manifest,
     parse_resources,
-    read_link,
     resources_from_params,
     resources_to_params,
-    scan_zip,
 )
 from overcast.controller.signed_urls import SignedUrls
 from overcast.core.clock import Clock
@@ -81,9 +86,8 @@ BITS = "bits"
 # Deletes after which package blobs may have lost their rows (cascades from apps).
 _CASCADING_DELETES = frozenset({"app.delete", "space.delete", "organization.delete"})
 _COPY_BLOCK = 1024 * 1024
-# A zip check supplied by the composition root (e.g. overcast.staging's): raises ValueError
-# naming the entry when the archive at the path is unsafe.
-ZipCheck = Callable[[Path], object]
+# Linux's PATH_MAX: no link target the archive rules let in is longer.
+_MAX_LINK_TARGET_BYTES = 4096
 
 
 def package_blob_path(package_guid: str) -> str:
@@ -137,7 +141,9 @@ class Packages(UseCase):
         limits: PackageLimits,
         max_resource_matches: int,
         signed_url_ttl_seconds: int,
-        zip_check: ZipCheck | None = None,
+        rules: ArchiveRules,
+        file_grace_seconds: float,
+        sweep_interval_seconds: float,
     ) -> None:
         super().__init__(store, clock, engine)
         self.blobs = blobs
@@ -145,8 +151,12 @@ class Packages(UseCase):
         self.limits = limits
         self.max_resource_matches = max_resource_matches
         self.urls = SignedUrls(store, clock, signed_url_ttl_seconds)
-        self.zip_check = zip_check
+        # The staging layer's entry rules (zips, paths, trees), from the composition root.
+        self.rules = rules
+        self.file_grace_seconds = file_grace_seconds
+        self.sweep_interval_seconds = sweep_interval_seconds
         self._background: set[asyncio.Task[int]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
 
     def operations(self) -> list[Operation]:
         return [
@@ -190,15 +200,11 @@ class Packages(UseCase):
 
     async def page(self, caller: Caller, query: ListQuery) -> Page[Package]:
         async with self.store.read() as tx:
-            allowed = await visible_space_guids(tx, caller)
-            filters = restrict(query.filters, "space_guids", allowed)
-            return await tx.packages.page(dataclasses.replace(query, filters=filters))
+            return await page_visible(tx, caller, tx.packages, query)
 
     async def of_app(self, caller: Caller, app_guid: str, query: ListQuery) -> Page[Package]:
         async with self.store.read() as tx:
-            app, _ = await visible_app(tx, caller, app_guid)
-            filters = {**query.filters, "app_guids": [app.guid]}
-            return await tx.packages.page(dataclasses.replace(query, filters=filters))
+            return await page_of_app(tx, caller, app_guid, tx.packages, query)
 
     # --- changes ----------------------------------------------------------------------------
 
@@ -288,7 +294,9 @@ class Packages(UseCase):
         del caller  # authenticated by the API; nothing more to check
         if len(wanted) > self.max_resource_matches:
             raise Unprocessable(f"resources must have at most {self.max_resource_matches} entries")
-        sizes = await self.blobs.file_sizes(sha1.lower() for sha1, _ in wanted)
+        # Touched: the client may now leave these files out of its upload, so the sweep must
+        # spare them for a while even if no package refers to them.
+        sizes = await self.blobs.file_sizes((sha1.lower() for sha1, _ in wanted), touch=True)
         return [sizes.get(sha1.lower()) == size for sha1, size in wanted]
 
     # --- upload -----------------------------------------------------------------------------
@@ -322,7 +330,11 @@ class Packages(UseCase):
             elif info.size == 0:
                 raise Unprocessable("The uploaded package ('bits') is empty")
             raw = form.resources
-            resources = parse_resources(raw, self.max_resource_matches) if raw is not None else []
+            resources = (
+                parse_resources(raw, self.max_resource_matches, self.rules.path_check)
+                if raw is not None
+                else []
+            )
             async with self.store.write() as tx:
                 package, app, space = await self._writable(tx, caller, guid)
                 _, processing = await tx.packages.update(guid, _processing_upload)
@@ -367,18 +379,12 @@ class Packages(UseCase):
             return
         try:
             entries: dict[str, ManifestEntry] = {}
+            directories: list[str] = []
             if key:
-                entries = await self._ingest_upload(key)
+                entries, directories = await self._ingest_upload(key)
             await self._add_resources(entries, resources)
-            check_tree(entries.values())
-            total = sum(entry.size for entry in entries.values())
-            if len(entries) > self.limits.max_files:
-                raise InvalidPackage(f"The package has more than {self.limits.max_files} files")
-            if total > self.limits.max_expanded_bytes:
-                raise InvalidPackage(
-                    f"The package's files add up to more than {self.limits.max_expanded_bytes} "
-                    "bytes"
-                )
+            self._tree(directories, entries.values(), "The package's files and resources clash")
+            total = self._check_limits((entry.path, entry.size) for entry in entries.values())
         except InvalidPackage as error:
             await self._fail(guid, error.detail)
             await self._drop_upload(key)
@@ -420,49 +426,106 @@ class Packages(UseCase):
         if key:
             await self.blobs.delete(PACKAGE_UPLOADS, key)
 
-    async def _ingest_upload(self, key: str) -> dict[str, ManifestEntry]:
-        """Check the uploaded zip and copy its files into the file store."""
-        if self.zip_check is not None:
-            path = self.blobs.local_path(PACKAGE_UPLOADS, key)
-            if path is not None:
-                try:
-                    await asyncio.to_thread(self.zip_check, path)
-                except ValueError as error:
-                    raise InvalidPackage(f"The package is not a safe zip: {error}") from None
-        handle = await self.blobs.open(PACKAGE_UPLOADS, key)
-        if handle is None:
-            raise InvalidPackage("The uploaded bits are gone; create a package and upload again")
-        with handle:
+    async def _ingest_upload(self, key: str) -> tuple[dict[str, ManifestEntry], list[str]]:
+        """Check the uploaded zip (the archive rules' `zip_check`) and copy its files and links
+        into the file store; the manifest entries, and the zip's directories."""
+        async with self._upload_path(key) as path:
             try:
-                archive = await asyncio.to_thread(zipfile.ZipFile, handle)
+                checked = await asyncio.to_thread(self.rules.zip_check, path)
+            except ValueError as error:
+                raise InvalidPackage(f"The package is not a safe zip: {error}") from None
+            contents = [entry for entry in checked if entry.kind != "directory"]
+            self._check_limits((entry.path, entry.size) for entry in contents)
+            try:
+                archive = await asyncio.to_thread(zipfile.ZipFile, path)
             except (zipfile.BadZipFile, zlib.error, EOFError, ValueError):
                 raise InvalidPackage("The package ('bits') is not a valid zip archive") from None
             with archive:
-                scanned = await asyncio.to_thread(scan_zip, archive, self.limits)
+                # The checked entries carry normalised paths; find each one's member.
+                members = {self.rules.path_check(i.orig_filename): i for i in archive.infolist()}
                 entries: dict[str, ManifestEntry] = {}
-                for entry in scanned:
-                    entries[entry.path] = await self._ingest_entry(archive, entry)
-                return entries
+                for entry in contents:
+                    member = members.get(entry.path)
+                    if member is None:
+                        raise corrupt_entry(entry.path)
+                    entries[entry.path] = await self._ingest_entry(archive, member, entry)
+        directories = [entry.path for entry in checked if entry.kind == "directory"]
+        return entries, directories
 
-    async def _ingest_entry(self, archive: zipfile.ZipFile, entry: ZipEntry) -> ManifestEntry:
+    @contextlib.asynccontextmanager
+    async def _upload_path(self, key: str) -> AsyncIterator[Path]:
+        """The uploaded zip as a file on this machine (a temporary copy for a backend that
+        keeps none)."""
+        path = self.blobs.local_path(PACKAGE_UPLOADS, key)
+        if path is not None:
+            yield path
+            return
+        handle = await self.blobs.open(PACKAGE_UPLOADS, key)
+        if handle is None:
+            raise InvalidPackage("The uploaded bits are gone; create a package and upload again")
+        copy = await asyncio.to_thread(_temporary_zip)
         try:
-            if entry.is_link:
-                target = await asyncio.to_thread(read_link, archive, entry)
-                stored = await self.blobs.add_file(io.BytesIO(target), max_bytes=len(target))
-            else:
-                member = await asyncio.to_thread(archive.open, entry.info)
-                with member:
-                    stored = await self.blobs.add_file(member, max_bytes=self.limits.max_file_bytes)
-        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError):
+            with handle:
+                await asyncio.to_thread(_copy_to, handle, copy)
+            yield copy
+        finally:
+            await asyncio.to_thread(copy.unlink, missing_ok=True)
+
+    async def _ingest_entry(
+        self, archive: zipfile.ZipFile, member: zipfile.ZipInfo, entry: CheckedEntry
+    ) -> ManifestEntry:
+        """Copy one checked file (or link target) into the file store; it must be the very
+        content the check hashed."""
+        try:
+            source = await asyncio.to_thread(archive.open, member)
+            with source:
+                stored = await self.blobs.add_file(source, max_bytes=entry.size)
+        except (
+            zipfile.BadZipFile,
+            zlib.error,
+            EOFError,
+            NotImplementedError,
+            RuntimeError,
+            BlobTooLarge,
+        ):
             raise corrupt_entry(entry.path) from None
-        except BlobTooLarge:
-            raise InvalidPackage(
-                f"The package has a file larger than {self.limits.max_file_bytes} bytes: "
-                f"{entry.path!r}"
-            ) from None
-        if stored.size != entry.info.file_size:
+        if stored.sha1 != entry.sha1 or stored.size != entry.size:
             raise corrupt_entry(entry.path)
-        return ManifestEntry(path=entry.path, sha1=stored.sha1, size=stored.size, mode=entry.mode)
+        return ManifestEntry.of(entry, stored.sha1)
+
+    def _check_limits(self, sizes: Iterable[tuple[str, int]]) -> int:
+        """The package limits, over (path, size) of its files and links; their total size."""
+        listed = list(sizes)
+        limits = self.limits
+        if len(listed) > limits.max_files:
+            raise InvalidPackage(f"The package has more than {limits.max_files} files")
+        total = 0
+        for path, size in listed:
+            if size > limits.max_file_bytes:
+                raise InvalidPackage(
+                    f"The package has a file larger than {limits.max_file_bytes} bytes: {path!r}"
+                )
+            total += size
+        if total > limits.max_expanded_bytes:
+            raise InvalidPackage(
+                f"The package's files add up to more than {limits.max_expanded_bytes} bytes"
+            )
+        return total
+
+    def _tree(
+        self, directories: Iterable[str], entries: Iterable[ManifestEntry], problem: str
+    ) -> PathTree:
+        """The archive rules' tree of these entries: nothing twice, nothing under a link or a
+        file; InvalidPackage (`problem: ...`, naming the entry) otherwise."""
+        tree = self.rules.new_tree()
+        try:
+            for path in directories:
+                tree.add(path, path, "directory")
+            for entry in entries:
+                tree.add(entry.path, entry.path, entry.kind)
+        except ValueError as error:
+            raise InvalidPackage(f"{problem}: {error}") from None
+        return tree
 
     async def _add_resources(
         self, entries: dict[str, ManifestEntry], resources: Sequence[ResourceRef]
@@ -471,7 +534,8 @@ class Packages(UseCase):
         the package, naming the path); a path also in the zip must agree with it."""
         if not resources:
             return
-        sizes = await self.blobs.file_sizes(ref.sha1 for ref in resources)
+        # Touched, so that the sweep spares them until the manifest refers to them.
+        sizes = await self.blobs.file_sizes((ref.sha1 for ref in resources), touch=True)
         for ref in resources:
             held = sizes.get(ref.sha1)
             if held is None:
@@ -520,6 +584,12 @@ class Packages(UseCase):
 
     async def manifest(self, package_guid: str) -> list[ManifestEntry]:
         """The files of a READY package (path, sha1, size, mode), sorted by path."""
+        entries, _ = await self._checked_manifest(package_guid)
+        return entries
+
+    async def _checked_manifest(self, package_guid: str) -> tuple[list[ManifestEntry], PathTree]:
+        """The manifest, held again to the archive rules (it decides where files are written),
+        and its tree, to which the links' targets are still to be added."""
         async with self.store.read() as tx:
             package = await tx.packages.get(package_guid)
         if package is None or package.state != PackageState.READY:
@@ -531,23 +601,63 @@ class Packages(UseCase):
             data = await asyncio.to_thread(handle.read)
         if package.checksum and manifest_sha256(data) != package.checksum:
             raise Unprocessable("The package's manifest does not match its checksum")
-        return parse_manifest(data)
+        entries = parse_manifest(data)
+        for entry in entries:
+            try:
+                normal = self.rules.path_check(entry.path)
+            except ValueError as error:
+                raise InvalidPackage(f"The package's manifest is unsafe: {error}") from None
+            if normal != entry.path:
+                raise InvalidPackage(f"The package's manifest has a bad path: {entry.path!r}")
+        tree = self._tree((), entries, "The package's manifest is unsafe")
+        return sorted(entries, key=lambda entry: entry.path), tree
 
     async def materialize(self, package_guid: str, dest_dir: Path) -> int:
         """Write the files of a READY package into `dest_dir` (created if needed; it must be
-        empty): files with their modes, links last (their targets checked to stay inside),
-        never following a link. Returns the number of files written. NotFound when the
-        package is not READY."""
-        entries = await self.manifest(package_guid)
+        empty): files with their modes, links last (their targets checked to stay inside, on
+        their own and through each other), never following a link. Returns the number of
+        files written. NotFound when the package is not READY."""
+        entries, tree = await self._checked_manifest(package_guid)
+        targets: dict[str, str] = {}
+        for entry in entries:
+            if entry.is_link:
+                targets[entry.path] = await self._link_target(entry)
+        try:
+            for path, target in targets.items():
+                tree.add_link(path, path, target)
+            tree.check_link_chains()
+        except ValueError as error:
+            raise InvalidPackage(f"The package's manifest is unsafe: {error}") from None
         if not await asyncio.to_thread(_empty_dir, dest_dir):
             raise Unprocessable(f"The destination {dest_dir} is not empty")
-        for entry in sorted(entries, key=lambda item: (item.is_link, item.path)):
-            source = await self.blobs.open_file(entry.sha1)
-            if source is None:
-                raise Unprocessable(f"The package's file {entry.path!r} is missing from the store")
+        for entry in entries:
+            if entry.is_link:
+                continue
+            source = await self._open_file(entry)
             with source:
-                await asyncio.to_thread(_write_entry, dest_dir, entry, source)
+                await asyncio.to_thread(_write_file, dest_dir, entry, source)
+        for path, target in targets.items():
+            await asyncio.to_thread(_write_link, dest_dir, path, target)
         return len(entries)
+
+    async def _open_file(self, entry: ManifestEntry) -> BinaryIO:
+        source = await self.blobs.open_file(entry.sha1)
+        if source is None:
+            raise Unprocessable(f"The package's file {entry.path!r} is missing from the store")
+        return source
+
+    async def _link_target(self, entry: ManifestEntry) -> str:
+        source = await self._open_file(entry)
+        with source:
+            data = await asyncio.to_thread(source.read, _MAX_LINK_TARGET_BYTES + 1)
+        try:
+            if len(data) > _MAX_LINK_TARGET_BYTES:
+                raise ValueError("too long")
+            return data.decode("utf-8")
+        except ValueError:
+            raise InvalidPackage(
+                f"The package has a link with an unsafe target: {entry.path!r}"
+            ) from None
 
     # --- signed downloads -------------------------------------------------------------------
 
@@ -615,10 +725,11 @@ class Packages(UseCase):
         task.add_done_callback(self._background.discard)
 
     async def sweep_orphan_blobs(self) -> int:
-        """Remove manifests without a package, and uploads whose package is gone or done with
-        them. (Files of the file store are shared between packages and kept.)
-        TODO: collect files no manifest refers to."""
-        removed = 0
+        """Remove manifests without a package, uploads whose package is gone or done with them,
+        and files of the file store that no manifest refers to (once older than
+        `file_grace_seconds`: a file an upload has just stored or a client has just been told
+        the server holds is kept). Returns how many blobs and files were removed."""
+        removed = files = 0
         try:
             stored = await self.blobs.keys(PACKAGES)
             uploads = await self.blobs.keys(PACKAGE_UPLOADS)
@@ -640,11 +751,54 @@ class Packages(UseCase):
                     PackageState.PROCESSING_UPLOAD,
                 ):
                     removed += await self.blobs.delete(PACKAGE_UPLOADS, key)
+            files = await self._sweep_files()
         except Exception:
             log.exception("packages.sweep_failed")
-        if removed:
-            log.info("packages.swept", blobs=removed)
+        if removed or files:
+            log.info("packages.swept", blobs=removed, files=files)
+        return removed + files
+
+    async def _sweep_files(self) -> int:
+        """Delete the file store's files that are older than the grace period and that no
+        manifest refers to. Files are listed before manifests are read: a manifest written in
+        between refers to files just stored or touched, which the grace period (checked again
+        as each file is deleted) keeps."""
+        cutoff = self.clock.now() - timedelta(seconds=self.file_grace_seconds)
+        candidates = [file for file in await self.blobs.stored_files() if file.modified < cutoff]
+        if not candidates:
+            return 0
+        referenced: set[str] = set()
+        for guid in await self.blobs.keys(PACKAGES):
+            handle = await self.blobs.open(PACKAGES, guid)
+            if handle is None:  # deleted meanwhile, with its package
+                continue
+            with handle:
+                data = await asyncio.to_thread(handle.read)
+            # A manifest that cannot be read stops the sweep (InvalidPackage): its files are
+            # unknown, and must not be taken for unreferenced.
+            referenced.update(entry.sha1 for entry in parse_manifest(data))
+        removed = 0
+        for file in candidates:
+            if file.sha1 not in referenced:
+                removed += await self.blobs.delete_file(file.sha1, modified_before=cutoff)
         return removed
+
+    def start_sweeping(self) -> None:
+        """Sweep every `sweep_interval_seconds` (0: never), from the next interval on."""
+        if self.sweep_interval_seconds > 0 and self._sweeper is None:
+            self._sweeper = asyncio.create_task(self._sweep_forever(), name="packages-sweeper")
+
+    async def stop_sweeping(self) -> None:
+        task, self._sweeper = self._sweeper, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.sweep_interval_seconds)
+            await self.sweep_orphan_blobs()
 
 
 def _empty_dir(path: Path) -> bool:
@@ -662,37 +816,38 @@ async def _one(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
 
-def _write_entry(root: Path, entry: ManifestEntry, source: BinaryIO) -> None:
-    """Write one entry under root without following any link (blocking)."""
-    target = root / entry.path
-    parent = target.parent
-    # Parents are created as real directories; one that exists must not be a link.
-    relative_parent = Path(entry.path).parent
+def _parent_of(root: Path, path: str) -> Path:
+    """The directory `path` goes in, created as real directories; one that exists must not be
+    a link (blocking)."""
     current = root
-    for part in relative_parent.parts:
+    for part in Path(path).parent.parts:
         current = current / part
         if current.is_symlink():
-            raise InvalidPackage(f"The package has an entry under a link: {entry.path!r}")
+            raise InvalidPackage(f"The package has an entry under a link: {path!r}")
         current.mkdir(exist_ok=True)
-    if entry.is_link:
-        data = _read_all(source, 4096)
-        os.symlink(check_link_target(entry.path, data.decode("utf-8")), target)
-        return
+    return current
+
+
+def _write_file(root: Path, entry: ManifestEntry, source: BinaryIO) -> None:
+    """Write one file under root without following any link (blocking)."""
+    target = _parent_of(root, entry.path) / Path(entry.path).name
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    descriptor = os.open(parent / target.name, flags, 0o600)
+    descriptor = os.open(target, flags, 0o600)
     with os.fdopen(descriptor, "wb") as handle:
         shutil.copyfileobj(source, handle, _COPY_BLOCK)
         written = handle.tell()
-    if written != entry.size:
-        raise Unprocessable(f"The package's file {entry.path!r} has changed in the store")
-    os.chmod(target, (stat.S_IMODE(entry.mode) & 0o777) | 0o400)
+        if written != entry.size:
+            raise Unprocessable(f"The package's file {entry.path!r} has changed in the store")
+        os.fchmod(handle.fileno(), (stat.S_IMODE(entry.mode) & 0o777) | 0o400)
 
 
-def _read_all(source: BinaryIO, limit: int) -> bytes:
-    data = source.read(limit + 1)
-    if len(data) > limit:
-        raise InvalidPackage("A link target is too long")
-    return data
+def _write_link(root: Path, path: str, target: str) -> None:
+    os.symlink(target, _parent_of(root, path) / Path(path).name)
+
+
+def _copy_to(source: BinaryIO, target: Path) -> None:
+    with target.open("wb") as handle:
+        shutil.copyfileobj(source, handle, _COPY_BLOCK)
 
 
 def _zip_entry(archive: zipfile.ZipFile, entry: ManifestEntry, source: BinaryIO) -> None:

@@ -275,7 +275,7 @@ class Scheduler:
         spec = InstanceSpec.model_validate(
             {**plan.spec_base, "instance_guid": new_guid(), "index": index}
         )
-        reply = await self._rpc(cell_id, StartInstance(instance=spec).wire())
+        reply = await self.rpc(cell_id, StartInstance(instance=spec).wire())
         if reply is not None and reply.accepted:
             if reply.instance is not None:
                 self.directory.observe_report(cell_id, reply.instance)
@@ -305,7 +305,7 @@ class Scheduler:
         self, cell_id: str, instance_guid: str, version: str, reason: str
     ) -> bool:
         command = StopInstance(instance_guid=instance_guid, version=version, reason=reason)
-        reply = await self._rpc(cell_id, command.wire())
+        reply = await self.rpc(cell_id, command.wire())
         if reply is None or not reply.accepted:
             return False
         placed = next(
@@ -357,7 +357,7 @@ class Scheduler:
 
     # --- plumbing ---------------------------------------------------------------------------
 
-    async def _rpc(self, cell_id: str, command: dict[str, object]) -> RpcReply | None:
+    async def rpc(self, cell_id: str, command: dict[str, object]) -> RpcReply | None:
         try:
             message = await self.bus.request(
                 subjects.cell_rpc(cell_id), dict(command), timeout=self.rpc_timeout

@@ -35,14 +35,15 @@ class SignedUrls:
             self._loaded_at = time.monotonic()
         return self._signer
 
-    async def url(self, path: str) -> str:
-        """An absolute GET URL for `path` that needs no token, valid for `ttl_seconds` on any
-        controller of the cluster."""
+    async def url(self, path: str, method: str = "GET", ttl_seconds: int | None = None) -> str:
+        """An absolute URL for `method` on `path` that needs no token, valid for `ttl_seconds`
+        (default: the configured TTL) on any controller of the cluster."""
         if not self.api_url:
             raise ServiceUnavailable("The API URL is not known yet")
-        expires = int(self.clock.now().timestamp()) + self.ttl_seconds
+        ttl = self.ttl_seconds if ttl_seconds is None else ttl_seconds
+        expires = int(self.clock.now().timestamp()) + ttl
         signer = await self._load()
-        return signer.signed_url(self.api_url, "GET", path, expires)
+        return signer.signed_url(self.api_url, method, path, expires)
 
     async def check(
         self, method: str, path: str, expires: str | None, signature: str | None

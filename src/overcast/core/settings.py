@@ -115,6 +115,27 @@ class BlobstoreSettings(_Section):
     max_package_files: int = Field(default=100_000, ge=1)
     # Entries of one POST /v3/resource_matches or of an upload's `resources`.
     max_resource_matches: int = Field(default=10_000, ge=1)
+    # Files of the file store no package refers to are deleted once this much time has passed
+    # since they were last stored or reported held (an upload in flight, or a client told by
+    # resource_matches that it may leave a file out, has that long to use them) ...
+    file_grace_seconds: float = Field(default=3600.0, ge=60)
+    # ... by a sweep run this often (0: only after deletes of apps, spaces and orgs).
+    sweep_interval_seconds: float = Field(default=3600.0, ge=0)
+
+
+class StagingSettings(_Section):
+    """Builds: the limits a staging runs under, unless a build asks for other memory/disk."""
+
+    # The whole staging (download, every buildpack step, upload); CF's default is 15 minutes.
+    timeout_seconds: float = Field(default=900.0, gt=0)
+    memory_mb: int = Field(default=1024, ge=64)
+    disk_mb: int = Field(default=4096, ge=64)
+    # The most a build may ask for.
+    max_memory_mb: int = Field(default=8192, ge=64)
+    max_disk_mb: int = Field(default=16384, ge=64)
+    # How often the staging job looks at a build its cell is staging (a watchdog: the cell's
+    # upload itself ends the build at once).
+    poll_interval_seconds: float = Field(default=2.0, gt=0)
 
 
 class CellSection(_Section):
@@ -143,6 +164,11 @@ class CellSection(_Section):
     # When the cell process exits: stop its instances (micro cloud), or leave them running to
     # be re-adopted by the next cell process (a standalone cell: upgrades lose nothing).
     stop_instances_on_exit: bool = False
+    # Directories whose buildpacks apps may name by absolute path (operator-installed ones);
+    # empty: buildpacks by path are refused.
+    buildpack_paths: list[Path] = Field(default_factory=list)
+    # Per-app buildpack caches kept on this cell (least recently used go first).
+    app_cache_entries: int = Field(default=64, ge=0)
 
     @model_validator(mode="after")
     def _ports_in_order(self) -> CellSection:
@@ -192,6 +218,7 @@ class ControllerSettings(ComponentSettings):
     jobs: JobSettings = JobSettings()
     logs: LogSettings = LogSettings()
     blobstore: BlobstoreSettings = BlobstoreSettings()
+    staging: StagingSettings = StagingSettings()
     apps_domain: str = DEFAULT_APPS_DOMAIN
 
     def database_url(self) -> str:

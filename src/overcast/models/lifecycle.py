@@ -58,6 +58,20 @@ DROPLET_TRANSITIONS: TransitionTable[DropletState] = {
 }
 
 
+class BuildState(StrEnum):
+    STAGING = "STAGING"
+    STAGED = "STAGED"
+    FAILED = "FAILED"
+
+
+# A build stages once: STAGING -> STAGED | FAILED, and stays there.
+BUILD_TRANSITIONS: TransitionTable[BuildState] = {
+    BuildState.STAGING: frozenset({BuildState.STAGED, BuildState.FAILED}),
+    BuildState.STAGED: frozenset(),
+    BuildState.FAILED: frozenset(),
+}
+
+
 class PackageState(StrEnum):
     AWAITING_UPLOAD = "AWAITING_UPLOAD"
     PROCESSING_UPLOAD = "PROCESSING_UPLOAD"

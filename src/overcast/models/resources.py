@@ -8,7 +8,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from overcast.models.lifecycle import AppState, DropletState, PackageState
+from overcast.models.lifecycle import AppState, BuildState, DropletState, PackageState
 from overcast.models.roles import RoleType
 
 
@@ -142,6 +142,39 @@ class Package:
     # The total size of the package's files, and how many there are.
     size_in_bytes: int | None = None
     file_count: int | None = None
+    metadata: Metadata = field(default_factory=Metadata)
+
+
+@dataclass(frozen=True)
+class BuildCreator:
+    """Who asked for a build (CF's `created_by`)."""
+
+    guid: str
+    name: str = ""
+    email: str = ""
+
+
+@dataclass(frozen=True)
+class Build:
+    """One staging of a package into a droplet (CF v3 build)."""
+
+    guid: str
+    app_guid: str
+    package_guid: str
+    created_at: datetime
+    updated_at: datetime
+    state: BuildState = BuildState.STAGING
+    error: str | None = None
+    lifecycle_type: str = "buildpack"
+    lifecycle_buildpacks: tuple[str, ...] = ()
+    stack: str | None = None
+    staging_memory_in_mb: int = 1024
+    staging_disk_in_mb: int = 4096
+    # The droplet being made (STAGING with the build, then STAGED or FAILED).
+    droplet_guid: str | None = None
+    created_by: BuildCreator = field(default_factory=lambda: BuildCreator(guid=""))
+    # The cell that accepted the staging, once one has.
+    cell_id: str | None = None
     metadata: Metadata = field(default_factory=Metadata)
 
 

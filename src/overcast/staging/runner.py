@@ -57,6 +57,7 @@ MAX_LINE_BYTES = 16 * 1024
 DROPLET_COMPRESSION = 1
 _DRAIN_SECONDS = 5.0
 _ENV_NAME = re.compile(r"^[^/=\x00]+$")
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 # `output(line, stream)` with stream "stdout" or "stderr": one call per line of every
 # buildpack step (detect and release are captured, not streamed).
@@ -224,7 +225,9 @@ def _select(buildpacks: Sequence[Buildpack], requested: Sequence[str]) -> list[B
 def _prepare_buildpack(buildpack: Buildpack, directory: Path) -> Path:
     """A private copy of the buildpack with executable bin/ scripts (uploaded buildpacks often
     lose their modes; the installed ones are never written to)."""
-    target = directory / f"{buildpack.position:02d}-{buildpack.name}"
+    # Names may be URLs: keep the directory name to safe characters.
+    safe_name = _UNSAFE_NAME.sub("_", buildpack.name)[-64:]
+    target = directory / f"{buildpack.position:02d}-{safe_name}"
     if target.exists():
         return target
     shutil.copytree(buildpack.path, target, symlinks=True)
@@ -486,24 +489,25 @@ def _decode(line: bytes) -> str:
     return line.decode("utf-8", errors="replace").rstrip("\r")
 
 
-def _check_links(build: Path) -> None:
-    """Refuse a build directory whose links leave it: cells would refuse the droplet."""
-    root = build.resolve()
-    for directory, subdirectories, files in os.walk(build):
+def check_links(tree: Path, label: str = "The staged app", prefix: str = "app/") -> None:
+    """Refuse a tree whose links leave it (cells would refuse such a droplet, and a buildpack
+    that links out could read the cell's files)."""
+    root = tree.resolve()
+    for directory, subdirectories, files in os.walk(tree):
         for name in [*subdirectories, *files]:
             path = Path(directory) / name
             if not path.is_symlink():
                 continue
             target = os.readlink(path)
-            relative = path.relative_to(build)
+            relative = path.relative_to(tree)
             if target.startswith("/"):
                 raise StagingError(
-                    f"The staged app has a link to an absolute path: app/{relative} -> {target}"
+                    f"{label} has a link to an absolute path: {prefix}{relative} -> {target}"
                 )
             resolved = Path(os.path.normpath(path.parent / target))
-            if resolved != root and root not in resolved.parents and build not in resolved.parents:
+            if resolved != root and root not in resolved.parents and tree not in resolved.parents:
                 raise StagingError(
-                    f"The staged app has a link pointing outside it: app/{relative} -> {target}"
+                    f"{label} has a link pointing outside it: {prefix}{relative} -> {target}"
                 )
 
 
@@ -517,7 +521,7 @@ def _tar_filter(member: tarfile.TarInfo) -> tarfile.TarInfo | None:
 
 
 def _write_droplet(build: Path, info: Mapping[str, Any], destination: Path) -> tuple[str, int]:
-    _check_links(build)
+    check_links(build)
     data = yaml.safe_dump(dict(info), sort_keys=False).encode()
     partial = destination.with_name(destination.name + ".partial")
     with tarfile.open(partial, "w:gz", compresslevel=DROPLET_COMPRESSION) as archive:

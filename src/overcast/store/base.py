@@ -13,6 +13,7 @@ from overcast.models.query import ListQuery, Page
 from overcast.models.resources import (
     App,
     AuditEvent,
+    Build,
     Domain,
     Droplet,
     OAuthClient,
@@ -82,6 +83,10 @@ class DropletRepo(Repo[Droplet], Protocol):
 
 class PackageRepo(Repo[Package], Protocol):
     """Filters: guids, app_guids, states, types, space_guids, organization_guids."""
+
+
+class BuildRepo(Repo[Build], Protocol):
+    """Filters: guids, app_guids, package_guids, states, space_guids, organization_guids."""
 
 
 class UserRepo(Repo[User], Protocol):
@@ -176,6 +181,9 @@ class Tx(Protocol):
 
     @property
     def packages(self) -> PackageRepo: ...
+
+    @property
+    def builds(self) -> BuildRepo: ...
 
     @property
     def users(self) -> UserRepo: ...

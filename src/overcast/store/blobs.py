@@ -5,7 +5,9 @@ one), and the files of packages, content-addressed by sha1.
 `<dir>/<kind>/<key><suffix>` (droplets: `<dir>/droplets/<guid>.tgz`; packages:
 `<dir>/packages/<guid>.json`; package uploads: `<dir>/package_uploads/<key>.zip`), and each
 package file as `<dir>/files/<sha1[:2]>/<sha1>`. A blob or file is written to a temporary
-file in `<dir>/tmp` and renamed into place, so a reader never sees a partial one.
+file in `<dir>/tmp` and renamed into place, so a reader never sees a partial one. A file's
+modification time says when it was last stored or asked for: the packages' sweep keeps files
+no package refers to for a grace period after that.
 Every controller of a cluster must see the same directory (a shared volume); an object-store
 backend can implement the same protocol later.
 """
@@ -19,6 +21,7 @@ import re
 import secrets
 from collections.abc import AsyncIterable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, BinaryIO, Protocol
 
@@ -47,6 +50,15 @@ class FileInfo:
 
     sha1: str
     size: int
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """A file of the file store, and when it was last stored or touched."""
+
+    sha1: str
+    size: int
+    modified: datetime
 
 
 @dataclass(frozen=True)
@@ -93,17 +105,28 @@ class BlobStore(Protocol):
 
     async def add_file(self, source: IO[bytes], *, max_bytes: int) -> FileInfo:
         """Copy `source` (read to its end, off the event loop) into the file store under its
-        sha1; a file of that sha1 already there is kept. BlobTooLarge (nothing stored) once
-        more than `max_bytes` are read."""
+        sha1; a file of that sha1 already there is kept (and touched). BlobTooLarge (nothing
+        stored) once more than `max_bytes` are read."""
         ...
 
-    async def file_sizes(self, sha1s: Iterable[str]) -> dict[str, int]:
+    async def file_sizes(self, sha1s: Iterable[str], *, touch: bool = False) -> dict[str, int]:
         """The size of each of these files the store holds (absent ones are left out; a
-        malformed sha1 is simply not held)."""
+        malformed sha1 is simply not held). With `touch`, each held file counts as modified
+        now."""
         ...
 
     async def open_file(self, sha1: str) -> BinaryIO | None:
         """A readable file of the stored file (the caller closes it), None when absent."""
+        ...
+
+    async def stored_files(self) -> list[StoredFile]:
+        """Every file of the file store, with when it was last stored or touched."""
+        ...
+
+    async def delete_file(self, sha1: str, *, modified_before: datetime | None = None) -> bool:
+        """Remove the file; with `modified_before`, only if it was last stored or touched
+        before then (checked after the file is out of reach, so that a file touched meanwhile
+        is kept). True when a file was removed."""
         ...
 
 
@@ -237,7 +260,7 @@ class DirectoryBlobStore:
                 _flush_and_sync(handle)
             sha1 = digest.hexdigest()
             target = self._file_path(sha1)
-            if target.is_file() and target.stat().st_size == size:
+            if _touch(target, size):
                 temporary.unlink()
             else:
                 target.parent.mkdir(exist_ok=True)
@@ -247,14 +270,18 @@ class DirectoryBlobStore:
             raise
         return FileInfo(sha1=sha1, size=size)
 
-    async def file_sizes(self, sha1s: Iterable[str]) -> dict[str, int]:
+    async def file_sizes(self, sha1s: Iterable[str], *, touch: bool = False) -> dict[str, int]:
         wanted = sorted({sha1 for sha1 in sha1s if _SHA1.match(sha1)})
 
         def scan() -> dict[str, int]:
             found: dict[str, int] = {}
             for sha1 in wanted:
+                path = self._file_path(sha1)
                 try:
-                    stat = self._file_path(sha1).stat()
+                    if touch:
+                        # First: a file the sweep has taken away is not reported held.
+                        os.utime(path)
+                    stat = path.stat()
                 except FileNotFoundError:
                     continue
                 found[sha1] = stat.st_size
@@ -268,6 +295,63 @@ class DirectoryBlobStore:
             return await asyncio.to_thread(open, path, "rb")
         except FileNotFoundError:
             return None
+
+    async def stored_files(self) -> list[StoredFile]:
+        def scan() -> list[StoredFile]:
+            found: list[StoredFile] = []
+            for directory in os.scandir(self._files):
+                if not directory.is_dir(follow_symlinks=False):
+                    continue
+                for entry in os.scandir(directory.path):
+                    if not _SHA1.match(entry.name) or not entry.name.startswith(directory.name):
+                        continue
+                    try:
+                        stat = entry.stat(follow_symlinks=False)
+                    except FileNotFoundError:  # deleted meanwhile
+                        continue
+                    modified = datetime.fromtimestamp(stat.st_mtime, UTC)
+                    found.append(StoredFile(sha1=entry.name, size=stat.st_size, modified=modified))
+            return sorted(found, key=lambda file: file.sha1)
+
+        return await asyncio.to_thread(scan)
+
+    async def delete_file(self, sha1: str, *, modified_before: datetime | None = None) -> bool:
+        path = self._file_path(sha1)
+        if modified_before is None:
+            try:
+                await asyncio.to_thread(path.unlink)
+            except FileNotFoundError:
+                return False
+            return True
+        return await asyncio.to_thread(self._delete_old_file, path, modified_before.timestamp())
+
+    def _delete_old_file(self, path: Path, before: float) -> bool:
+        # Moved out of reach first: from then on, add_file stores the file anew and
+        # file_sizes(touch=True) does not report it, so a touch the check below misses
+        # cannot happen.
+        doomed = self._tmp / f"{path.name}.{secrets.token_hex(8)}.doomed"
+        try:
+            os.rename(path, doomed)
+        except FileNotFoundError:
+            return False
+        if doomed.stat().st_mtime >= before:
+            # Touched before it was moved: put back (over a copy stored meanwhile, which has
+            # the same content).
+            os.replace(doomed, path)
+            return False
+        doomed.unlink()
+        return True
+
+
+def _touch(path: Path, size: int) -> bool:
+    """Whether the file store holds `path` with this size; if so it counts as modified now."""
+    try:
+        if path.stat().st_size != size:
+            return False
+        os.utime(path)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _flush_and_sync(handle: BinaryIO) -> None:

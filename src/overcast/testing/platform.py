@@ -6,12 +6,15 @@ Cells can also be separate `overcast cell` processes (see CellProcess) when the 
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import os
 import random
 import signal
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,13 +23,17 @@ from typing import Any
 import httpx
 
 from overcast.bus.base import Bus
+from overcast.bus.memory import MemoryBroker, MemoryBus
 from overcast.bus.messages import InstanceReport
+from overcast.bus.nats import NatsBus
 from overcast.cell.agent import CellAgent
 from overcast.cmd.wiring import ApiServer, ControllerParts, build_controller, start_api, stop_api
 from overcast.core.settings import CellSection, ControllerSettings
 from overcast.testing.droplets import BuiltDroplet, build_droplet
 
 ADMIN_PASSWORD = "admin-password-for-tests"
+# What a push leaves out of a package (as the cf CLI does).
+SKIPPED = frozenset({".git", "__pycache__", "node_modules", ".venv"})
 _ENTRY = "from overcast.cmd.main import main; main()"
 
 # Short intervals: tests wait for heartbeats and probes, and should not wait long.
@@ -37,6 +44,29 @@ FAST_CELL = {
     "memory_mb": 8192,
     "disk_mb": 32768,
 }
+
+
+def memory_buses(request_timeout: float = 3.0) -> Callable[[str], Awaitable[Bus]]:
+    """Buses on one in-process broker: a platform on the embedded bus."""
+    broker = MemoryBroker()
+
+    async def make(name: str) -> Bus:
+        bus = MemoryBus(broker=broker, name=name, request_timeout=request_timeout)
+        await bus.connect()
+        return bus
+
+    return make
+
+
+def nats_buses(url: str, request_timeout: float = 3.0) -> Callable[[str], Awaitable[Bus]]:
+    """Buses on a real nats-server."""
+
+    async def make(name: str) -> Bus:
+        bus = NatsBus(url, name=name, request_timeout=request_timeout)
+        await bus.connect()
+        return bus
+
+    return make
 
 
 async def eventually(
@@ -179,6 +209,74 @@ class Platform:
         )
         return dict(app)
 
+    async def create_app(
+        self, space_guid: str, name: str, *, buildpacks: list[str] | None = None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "name": name,
+            "relationships": {"space": {"data": {"guid": space_guid}}},
+        }
+        if buildpacks is not None:
+            body["lifecycle"] = {"type": "buildpack", "data": {"buildpacks": buildpacks}}
+        return dict((await self.post("/v3/apps", body)).json())
+
+    async def upload_package(
+        self, app_guid: str, bits: bytes, resources: list[dict[str, Any]] | None = None
+    ) -> dict[str, Any]:
+        """A READY bits package of the app from a zip (and already-known `resources`)."""
+        package = (
+            await self.post(
+                "/v3/packages",
+                {"type": "bits", "relationships": {"app": {"data": {"guid": app_guid}}}},
+            )
+        ).json()
+        data = {"resources": json.dumps(resources)} if resources is not None else None
+        await self.request(
+            "POST",
+            f"/v3/packages/{package['guid']}/upload",
+            files={"bits": ("app.zip", bits, "application/zip")},
+            data=data,
+        )
+
+        async def settled() -> dict[str, Any] | None:
+            current: dict[str, Any] = await self.get(f"/v3/packages/{package['guid']}")
+            return current if current["state"] in ("READY", "FAILED") else None
+
+        result: dict[str, Any] = await eventually(settled, within=60)
+        assert result["state"] == "READY", result
+        return result
+
+    async def stage(self, package_guid: str, within: float = 600.0, **body: Any) -> dict[str, Any]:
+        """A build of the package, once it is STAGED or FAILED."""
+        build = (await self.post("/v3/builds", {"package": {"guid": package_guid}, **body})).json()
+
+        async def finished() -> dict[str, Any] | None:
+            current: dict[str, Any] = await self.get(f"/v3/builds/{build['guid']}")
+            return current if current["state"] in ("STAGED", "FAILED") else None
+
+        result: dict[str, Any] = await eventually(finished, within=within, interval=0.05)
+        return result
+
+    async def push_source(
+        self,
+        space_guid: str,
+        name: str,
+        source: Path,
+        *,
+        buildpacks: list[str] | None = None,
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Create the app, upload the directory, stage it; (app, finished build)."""
+        app = await self.create_app(space_guid, name, buildpacks=buildpacks)
+        package = await self.upload_package(app["guid"], zip_directory(source))
+        return app, await self.stage(package["guid"])
+
+    async def set_droplet(self, app_guid: str, droplet_guid: str) -> None:
+        await self.request(
+            "PATCH",
+            f"/v3/apps/{app_guid}/relationships/current_droplet",
+            json={"data": {"guid": droplet_guid}},
+        )
+
     async def web_process(self, app_guid: str) -> dict[str, Any]:
         result: dict[str, Any] = await self.get(f"/v3/apps/{app_guid}/processes/web")
         return result
@@ -232,13 +330,18 @@ async def start_platform(
     *,
     make_bus: Callable[[str], Awaitable[Bus]],
     database_url: str = "",
+    **overrides: Any,
 ) -> Platform:
     settings = ControllerSettings(
-        data_dir=work_root / "controller",
-        store={"url": database_url},
-        auth={"admin_password": ADMIN_PASSWORD, "access_token_ttl_seconds": 3600},
-        jobs={"poll_interval_seconds": 0.05},
-        api={"max_body_bytes": 1024 * 1024},
+        **{
+            "data_dir": work_root / "controller",
+            "store": {"url": database_url},
+            "auth": {"admin_password": ADMIN_PASSWORD, "access_token_ttl_seconds": 3600},
+            "jobs": {"poll_interval_seconds": 0.05},
+            "api": {"max_body_bytes": 1024 * 1024},
+            "staging": {"poll_interval_seconds": 0.2},
+            **overrides,
+        }
     )
     bus = await make_bus("controller")
     parts = await build_controller(settings, bus=bus)
@@ -264,6 +367,20 @@ async def start_platform(
     assert token.status_code == 200, token.text
     platform.admin = {"Authorization": f"bearer {token.json()['access_token']}"}
     return platform
+
+
+def zip_directory(source: Path) -> bytes:
+    """The directory as a package zip (modes kept, like the cf CLI's), in memory."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(source.rglob("*")):
+            if path.is_dir() or any(part in SKIPPED for part in path.parts):
+                continue
+            info = zipfile.ZipInfo(str(path.relative_to(source)), date_time=(2026, 1, 1, 0, 0, 0))
+            info.external_attr = (path.stat().st_mode & 0o7777 | 0o100000) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, path.read_bytes())
+    return buffer.getvalue()
 
 
 class CellProcess:

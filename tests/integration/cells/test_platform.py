@@ -7,55 +7,17 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from overcast.bus import subjects
-from overcast.bus.base import Bus
-from overcast.bus.memory import MemoryBroker, MemoryBus
-from overcast.bus.nats import NatsBus
-from overcast.testing.nats import NatsServer
-from overcast.testing.platform import Platform, eventually, instance_answers, start_platform
-
-
-def _memory_buses() -> Callable[[str], Awaitable[Bus]]:
-    broker = MemoryBroker()
-
-    async def make(name: str) -> Bus:
-        bus = MemoryBus(broker=broker, name=name, request_timeout=3.0)
-        await bus.connect()
-        return bus
-
-    return make
-
-
-def _nats_buses(server: NatsServer) -> Callable[[str], Awaitable[Bus]]:
-    async def make(name: str) -> Bus:
-        bus = NatsBus(server.url, name=name, request_timeout=3.0)
-        await bus.connect()
-        return bus
-
-    return make
-
-
-@pytest.fixture(params=["memory", "nats"])
-async def platform(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Platform]:
-    if request.param == "memory":
-        make_bus = _memory_buses()
-    else:
-        make_bus = _nats_buses(request.getfixturevalue("nats_server"))
-    platform = await start_platform(tmp_path, make_bus=make_bus)
-    try:
-        await platform.add_cell("cell-a", zone="z1")
-        await platform.add_cell("cell-b", zone="z2")
-        await platform.wait_for_cells(2)
-        yield platform
-    finally:
-        await platform.close()
+from overcast.testing.platform import (
+    Platform,
+    eventually,
+    instance_answers,
+)
 
 
 async def test_start_scale_stop_across_zones(platform: Platform) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -11,9 +12,17 @@ from overcast.bus.messages import (
     DropletSource,
     InstanceSpec,
     Resources,
+    StagingSpec,
     StopInstance,
 )
-from overcast.cell.decisions import CellProfile, allocated, decide_start, decide_stop
+from overcast.cell.decisions import (
+    CellProfile,
+    allocated,
+    decide_stage,
+    decide_start,
+    decide_stop,
+    used_by,
+)
 from overcast.cell.table import CellTable, InstanceRecord
 from overcast.models.instances import CellState, InstanceState, RejectReason
 
@@ -168,3 +177,59 @@ def test_stop_of_a_stopping_instance_is_a_no_op() -> None:
     table = table_with((spec(), InstanceState.STOPPING))
     decision = decide_stop(StopInstance(instance_guid="i-1", version="v1"), table)
     assert decision.accepted and decision.record is None
+
+
+def staging_spec(**fields: Any) -> StagingSpec:
+    values: dict[str, Any] = {
+        "build_guid": "b-1",
+        "app_guid": "a-1",
+        "droplet_guid": "d-1",
+        "package_url": "http://x/p",
+        "droplet_upload_url": "http://x/d",
+        "failure_url": "http://x/f",
+        "stack": "overcast-linux",
+        "memory_mb": 512,
+        "disk_mb": 1024,
+        "timeout_seconds": 60.0,
+        "max_package_bytes": 1 << 20,
+    }
+    values.update(fields)
+    return StagingSpec(**values)
+
+
+def test_a_fitting_stage_is_accepted_and_a_repeat_too() -> None:
+    table = CellTable(cell_id="c1")
+    assert decide_stage(staging_spec(), table, PROFILE, in_progress=False).accepted
+    full = dataclasses.replace(PROFILE, staging=Resources(memory_mb=1024, disk_mb=0, containers=1))
+    # Already staging this build: accepted again whatever the room.
+    assert decide_stage(staging_spec(), table, full, in_progress=True).accepted
+
+
+@pytest.mark.parametrize(
+    ("fields", "state", "reason"),
+    [
+        ({"stack": "windows"}, CellState.ENABLED, RejectReason.WRONG_STACK),
+        ({}, CellState.DISABLED, RejectReason.DISABLED),
+        ({}, CellState.DRAINING, RejectReason.DRAINING),
+        ({"memory_mb": 2048}, CellState.ENABLED, RejectReason.NO_ROOM),
+        ({"disk_mb": 4096}, CellState.ENABLED, RejectReason.NO_ROOM),
+        ({"build_guid": "../escape"}, CellState.ENABLED, RejectReason.INVALID),
+    ],
+)
+def test_stage_refusals(fields: dict[str, Any], state: CellState, reason: RejectReason) -> None:
+    table = CellTable(cell_id="c1")
+    table.state = state
+    decision = decide_stage(staging_spec(**fields), table, PROFILE, in_progress=False)
+    assert not decision.accepted and decision.reason == reason
+
+
+def test_stagings_take_room_from_instances_and_the_other_way_round() -> None:
+    staging = dataclasses.replace(
+        PROFILE, staging=Resources(memory_mb=900, disk_mb=100, containers=1)
+    )
+    refused = decide_start(spec(), CellTable(cell_id="c1"), staging)
+    assert refused.reason == RejectReason.NO_ROOM
+    busy = table_with((spec(memory_mb=900), InstanceState.RUNNING))
+    refused_stage = decide_stage(staging_spec(), busy, PROFILE, in_progress=False)
+    assert refused_stage.reason == RejectReason.NO_ROOM
+    assert used_by(busy, staging).memory_mb == 1800

@@ -509,3 +509,13 @@ def test_refusal_is_a_value_error_that_pickles() -> None:
     assert (copy.entry, copy.reason) == ("../x", "leaves the destination directory")
     assert str(copy) == 'entry "../x": leaves the destination directory'
     assert str(UnsafeArchive(None, "not a readable zip archive")) == "not a readable zip archive"
+
+
+def test_an_empty_zip_is_a_valid_empty_package(tmp_path: Path) -> None:
+    # A re-push whose files the server already has uploads an empty zip.
+    path = tmp_path / "empty.zip"
+    with zipfile.ZipFile(path, "w"):
+        pass
+    assert check_zip(path) == []
+    assert safe_extract_zip(path, tmp_path / "out") == []
+    assert list((tmp_path / "out").iterdir()) == []

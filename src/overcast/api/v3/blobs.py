@@ -9,23 +9,14 @@ from typing import BinaryIO
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 
-from overcast.api.deps import controller_of, params_of
-from overcast.models.errors import NotAuthorized, NotFound
+from overcast.api.deps import controller_of, signature_of
+from overcast.models.errors import NotFound
 
 router = APIRouter(tags=["extensions"])
 
 # The droplet's sha256 (hex), so a cell can check what it fetched before using it.
 CHECKSUM_HEADER = "X-Checksum-Sha256"
 _CHUNK = 1024 * 1024
-
-
-def _single(params: dict[str, list[str]], name: str) -> str | None:
-    values = params.get(name)
-    if not values:
-        return None
-    if len(values) > 1:
-        raise NotAuthorized("Invalid or expired signature")
-    return values[0]
 
 
 def _chunks(handle: BinaryIO) -> Iterator[bytes]:
@@ -36,13 +27,9 @@ def _chunks(handle: BinaryIO) -> Iterator[bytes]:
 
 @router.get("/v3/x/blobs/droplets/{guid}")
 async def download_droplet_blob(request: Request, guid: str) -> Response:
-    params = params_of(request)
-    if set(params) - {"expires", "signature"}:
-        raise NotAuthorized("Invalid or expired signature")
+    expires, signature = signature_of(request)
     droplets = controller_of(request).droplets
-    blob = await droplets.signed_blob(
-        "GET", guid, _single(params, "expires"), _single(params, "signature")
-    )
+    blob = await droplets.signed_blob("GET", guid, expires, signature)
     headers = {
         CHECKSUM_HEADER: blob.sha256,
         "ETag": f'"{blob.sha256}"',

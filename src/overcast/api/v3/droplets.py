@@ -230,6 +230,23 @@ async def app_droplets(request: Request, guid: str) -> JSONResponse:
     )
 
 
+@router.get("/v3/packages/{guid}/droplets")
+async def package_droplets(request: Request, guid: str) -> JSONResponse:
+    caller, urls = await caller_of(request), urls_of(request)
+    listing = parse_list(params_of(request), filters=("guids", "states"))
+    page = await controller_of(request).droplets.of_package(caller, guid, listing.query)
+    return ok(
+        present.paginated(
+            page,
+            listing.query,
+            urls,
+            f"/v3/packages/{guid}/droplets",
+            lambda item: present.droplet(item, urls),
+            param_pairs(request),
+        )
+    )
+
+
 @router.get("/v3/apps/{guid}/droplets/current")
 async def app_current_droplet(request: Request, guid: str) -> JSONResponse:
     no_query(params_of(request))

@@ -20,11 +20,12 @@ from overcast.api.deps import (
     ok,
     param_pairs,
     params_of,
+    signature_of,
     urls_of,
 )
 from overcast.api.params import no_query, parse_list
 from overcast.api.schemas import CreatePackage, ResourceMatches, UpdatePackage
-from overcast.models.errors import NotAuthorized, RequestTooLarge, Unprocessable
+from overcast.models.errors import RequestTooLarge, Unprocessable
 
 router = APIRouter(tags=["packages"])
 
@@ -279,23 +280,12 @@ async def resource_matches(request: Request, body: ResourceMatches) -> JSONRespo
     )
 
 
-def _single(params: dict[str, list[str]], name: str) -> str | None:
-    values = params.get(name)
-    if not values:
-        return None
-    if len(values) > 1:
-        raise NotAuthorized("Invalid or expired signature")
-    return values[0]
-
-
 @router.get("/v3/x/blobs/packages/{guid}", tags=["extensions"])
 async def download_package_blob(request: Request, guid: str) -> Response:
     """The package as a zip, by signed URL (no token): for staging."""
-    params = params_of(request)
-    if set(params) - {"expires", "signature"}:
-        raise NotAuthorized("Invalid or expired signature")
+    expires, signature = signature_of(request)
     package, path = await controller_of(request).packages.signed_zip(
-        "GET", guid, _single(params, "expires"), _single(params, "signature")
+        "GET", guid, expires, signature
     )
     headers = {"Cache-Control": "private, max-age=0, no-transform"}
     if package.checksum:

@@ -178,6 +178,8 @@ def _check_overlaps(archive: zipfile.ZipFile) -> None:
     entries that share bytes are how a small zip inflates to petabytes, and zipfile before
     3.12 does not look."""
     infos = sorted(archive.infolist(), key=lambda info: info.header_offset)
+    if not infos:
+        return  # an empty package: a re-push whose files the server already has
     limits = [info.header_offset for info in infos[1:]] + [archive.start_dir]
     for info, limit in zip(infos, limits, strict=True):
         # At least the fixed header and the name precede the data; the extra field may too.

@@ -9,6 +9,7 @@ from typing import Any
 from overcast.models.jobs import Job, JobError, Stage
 from overcast.models.lifecycle import (
     AppState,
+    BuildState,
     DropletState,
     JobState,
     PackageState,
@@ -18,6 +19,8 @@ from overcast.models.resources import (
     Actor,
     App,
     AuditEvent,
+    Build,
+    BuildCreator,
     Domain,
     Droplet,
     DropletBuildpack,
@@ -222,6 +225,52 @@ def droplet_from_row(row: Row) -> Droplet:
         size_in_bytes=row["size_in_bytes"],
         buildpacks=tuple(_buildpack_from_json(b) for b in row["buildpacks"] or ()),
         package_guid=row["package_guid"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        metadata=_meta(row),
+    )
+
+
+def build_to_row(build: Build) -> dict[str, Any]:
+    creator = build.created_by
+    return {
+        **_stamps(build),
+        "app_guid": build.app_guid,
+        "package_guid": build.package_guid,
+        "state": build.state.value,
+        "error": build.error,
+        "lifecycle_type": build.lifecycle_type,
+        "lifecycle_buildpacks": list(build.lifecycle_buildpacks),
+        "stack": build.stack,
+        "staging_memory_in_mb": build.staging_memory_in_mb,
+        "staging_disk_in_mb": build.staging_disk_in_mb,
+        "droplet_guid": build.droplet_guid,
+        "created_by": {"guid": creator.guid, "name": creator.name, "email": creator.email},
+        "cell_id": build.cell_id,
+        **_meta_row(build.metadata),
+    }
+
+
+def build_from_row(row: Row) -> Build:
+    creator = row["created_by"] or {}
+    return Build(
+        guid=row["guid"],
+        app_guid=row["app_guid"],
+        package_guid=row["package_guid"],
+        state=BuildState(row["state"]),
+        error=row["error"],
+        lifecycle_type=row["lifecycle_type"],
+        lifecycle_buildpacks=tuple(row["lifecycle_buildpacks"] or ()),
+        stack=row["stack"],
+        staging_memory_in_mb=row["staging_memory_in_mb"],
+        staging_disk_in_mb=row["staging_disk_in_mb"],
+        droplet_guid=row["droplet_guid"],
+        created_by=BuildCreator(
+            guid=str(creator.get("guid", "")),
+            name=str(creator.get("name", "")),
+            email=str(creator.get("email", "")),
+        ),
+        cell_id=row["cell_id"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         metadata=_meta(row),

@@ -34,6 +34,7 @@ from overcast.models.query import ListQuery, Page
 from overcast.models.resources import (
     App,
     AuditEvent,
+    Build,
     Domain,
     Droplet,
     OAuthClient,
@@ -399,6 +400,28 @@ class SqlPackageRepo(SqlRepo[Package]):
 
     def from_row(self, row: Mapping[Any, Any]) -> Package:
         return mapping.package_from_row(row)
+
+
+_builds = tables.builds
+
+
+class SqlBuildRepo(SqlRepo[Build]):
+    table = _builds
+    kind = "Build"
+    filters: ClassVar[Mapping[str, Filter]] = {
+        "guids": _in(_builds.c.guid),
+        "app_guids": _in(_builds.c.app_guid),
+        "package_guids": _in(_builds.c.package_guid),
+        "states": _in(_builds.c.state),
+        "space_guids": _subquery(_builds.c.app_guid, _apps_of_spaces),
+        "organization_guids": _subquery(_builds.c.app_guid, _apps_of_orgs),
+    }
+
+    def to_row(self, item: Build) -> dict[str, Any]:
+        return mapping.build_to_row(item)
+
+    def from_row(self, row: Mapping[Any, Any]) -> Build:
+        return mapping.build_from_row(row)
 
 
 _users = tables.users
@@ -827,6 +850,7 @@ class SqlTx:
         self.processes = SqlProcessRepo(conn, clock, dialect)
         self.droplets = SqlDropletRepo(conn, clock, dialect)
         self.packages = SqlPackageRepo(conn, clock, dialect)
+        self.builds = SqlBuildRepo(conn, clock, dialect)
         self.users = SqlUserRepo(conn, clock, dialect)
         self.roles = SqlRoleRepo(conn, clock, dialect)
         self.domains = SqlDomainRepo(conn, clock, dialect)

@@ -211,6 +211,33 @@ packages = Table(
     *_timestamps(),
 )
 
+builds = Table(
+    "builds",
+    metadata,
+    _id(),
+    _guid(),
+    Column(
+        "app_guid",
+        String(36),
+        ForeignKey("apps.guid", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("package_guid", String(36), nullable=False, index=True),
+    Column("state", String(32), nullable=False, index=True),
+    Column("error", Text, nullable=True),
+    Column("lifecycle_type", String(32), nullable=False),
+    Column("lifecycle_buildpacks", JSON, nullable=False),
+    Column("stack", String(255), nullable=True),
+    Column("staging_memory_in_mb", Integer, nullable=False),
+    Column("staging_disk_in_mb", Integer, nullable=False),
+    Column("droplet_guid", String(36), nullable=True),
+    Column("created_by", JSON, nullable=False),
+    Column("cell_id", String(255), nullable=True),
+    *_metadata_columns(),
+    *_timestamps(),
+)
+
 users = Table(
     "users",
     metadata,
