@@ -16,6 +16,7 @@ from overcast.cli import (
     operator_commands,
     org_commands,
     session_commands,
+    staging_commands,
     user_commands,
 )
 
@@ -25,6 +26,7 @@ _MODULES = (
     app_commands,
     instance_commands,
     log_commands,
+    staging_commands,
     env_commands,
     user_commands,
     operator_commands,

@@ -3,6 +3,7 @@
 It imports nothing else from Overcast, so tests, the health service and benchmarks can use it
 against any Overcast (or, for the CF subset, any Cloud Foundry) endpoint."""
 
+from overcast.client.bits import BitsError
 from overcast.client.client import OvercastClient
 from overcast.client.errors import (
     ApiError,
@@ -21,6 +22,7 @@ __all__ = [
     "ApiError",
     "ApiSession",
     "ApiUnreachable",
+    "BitsError",
     "ClientError",
     "ErrorEntry",
     "InvalidApiUrl",

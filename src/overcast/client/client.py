@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Self, cast
+from typing import Any, BinaryIO, Self, cast
 from urllib.parse import quote
 
 import httpx
@@ -21,6 +21,8 @@ from overcast.client.resources import (
     App,
     AppEnv,
     AuditEvent,
+    Build,
+    Buildpack,
     Cell,
     CurrentDropletRelationship,
     Domain,
@@ -49,9 +51,12 @@ from overcast.client.session import (
 )
 
 JOB_DONE_STATES = frozenset({"COMPLETE", "FAILED"})
+BUILD_DONE_STATES = frozenset({"STAGED", "FAILED"})
 FIRST_POLL_SECONDS = 0.1
 MAX_POLL_SECONDS = 2.0
 DEFAULT_JOB_TIMEOUT = 60.0
+# Staging installs dependencies (pip, npm): it takes minutes, not seconds.
+DEFAULT_BUILD_TIMEOUT = 900.0
 MAX_PER_PAGE = 5000
 
 
@@ -556,10 +561,13 @@ class OvercastClient:
         path: str | os.PathLike[str] | None = None,
         *,
         resources: list[MatchedResource] | None = None,
+        progress: Callable[[int], None] | None = None,
     ) -> Package:
         """Upload a zip of the app's files (streamed from `path`) and/or the `resources` the
         server holds. Answered at once with the package PROCESSING_UPLOAD; poll get_package
-        (or wait_for_package) until it is READY or FAILED."""
+        (or wait_for_package) until it is READY or FAILED. `progress` is called with the
+        bytes of the zip sent so far, as they are sent (again from 0 if the call is retried
+        after a token refresh)."""
         if path is None and resources is None:
             raise ValueError("give the zip's path, the resources, or both")
         files: dict[str, Any] = {}
@@ -571,7 +579,10 @@ class OvercastClient:
             )
             return cast(Package, response.json())
         with open(path, "rb") as bits:
-            files["bits"] = (os.path.basename(path), bits, "application/zip")
+            body: BinaryIO | _ProgressReader = (
+                bits if progress is None else _ProgressReader(bits, progress)
+            )
+            files["bits"] = (os.path.basename(path), body, "application/zip")
             response = self.session.request(
                 method="POST", path=f"/v3/packages/{guid}/upload", files=files
             )
@@ -600,6 +611,95 @@ class OvercastClient:
 
     def delete_package(self, guid: str) -> str:
         return self.session.accepted_job_guid("DELETE", f"/v3/packages/{guid}")
+
+    # -- builds and buildpacks -----------------------------------------------------------
+
+    def create_build(
+        self,
+        package_guid: str,
+        *,
+        buildpacks: Sequence[str] | None = None,
+        stack: str | None = None,
+        staging_memory_in_mb: int | None = None,
+        staging_disk_in_mb: int | None = None,
+    ) -> Build:
+        """Stage a READY package: the build starts STAGING; poll get_build (or wait_for_build)
+        until it is STAGED (its `droplet` set) or FAILED (its `error` set). Without
+        `buildpacks` (or `stack`), the app's lifecycle decides (none: detection)."""
+        body: dict[str, Any] = {"package": {"guid": package_guid}}
+        if buildpacks is not None or stack is not None:
+            data: dict[str, Any] = {}
+            if buildpacks is not None:
+                data["buildpacks"] = list(buildpacks)
+            if stack is not None:
+                data["stack"] = stack
+            body["lifecycle"] = {"type": "buildpack", "data": data}
+        if staging_memory_in_mb is not None:
+            body["staging_memory_in_mb"] = staging_memory_in_mb
+        if staging_disk_in_mb is not None:
+            body["staging_disk_in_mb"] = staging_disk_in_mb
+        return cast(Build, self._post("/v3/builds", body))
+
+    def get_build(self, guid: str) -> Build:
+        return cast(Build, self._get(f"/v3/builds/{guid}"))
+
+    def app_builds(self, app_guid: str, states: list[str] | None = None) -> list[Build]:
+        return cast(list[Build], self._list(f"/v3/apps/{app_guid}/builds", _filters(states=states)))
+
+    def wait_for_build(
+        self,
+        guid: str,
+        *,
+        timeout: float = DEFAULT_BUILD_TIMEOUT,
+        on_poll: Callable[[Build], None] | None = None,
+        max_interval: float = MAX_POLL_SECONDS,
+    ) -> Build:
+        """Poll the build with backoff (at most `max_interval` apart) until it is STAGED or
+        FAILED, and return it (a FAILED build is returned, not raised: its `error` says why);
+        JobTimedOut when `timeout` seconds pass first. `on_poll` sees every build polled,
+        the last one included (to follow the staging logs meanwhile, say)."""
+        deadline = self._clock() + timeout
+        delay = min(FIRST_POLL_SECONDS, max_interval)
+        while True:
+            build = self.get_build(guid)
+            if on_poll is not None:
+                on_poll(build)
+            if build["state"] in BUILD_DONE_STATES:
+                return build
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                raise JobTimedOut(guid, build["state"], timeout)
+            self._sleep(min(delay, remaining))
+            delay = min(delay * 2, max_interval)
+
+    def list_buildpacks(self, names: list[str] | None = None) -> list[Buildpack]:
+        """The admin buildpacks (detection tries them in `position` order)."""
+        return cast(list[Buildpack], self._list("/v3/buildpacks", _filters(names=names)))
+
+
+class _ProgressReader:
+    """A binary file that reports its position after every read or seek: how much of it
+    httpx has streamed into the request so far."""
+
+    def __init__(self, file: BinaryIO, progress: Callable[[int], None]) -> None:
+        self._file = file
+        self._progress = progress
+
+    def fileno(self) -> int:
+        return self._file.fileno()
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        position = self._file.seek(offset, whence)
+        self._progress(position)
+        return position
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._file.read(size)
+        self._progress(self._file.tell())
+        return chunk
 
 
 def _scale_body(

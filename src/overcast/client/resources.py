@@ -411,3 +411,53 @@ class MatchedResource(TypedDict):
     size_in_bytes: int
     path: NotRequired[str]
     mode: NotRequired[str]
+
+
+class BuildCreator(TypedDict):
+    guid: str | None
+    name: str | None
+    email: str | None
+
+
+class BuildRelationships(TypedDict):
+    app: ToOne
+
+
+class Build(TypedDict):
+    """GET /v3/builds/:guid. `state` is STAGING, STAGED or FAILED; `error` is CF's
+    "<Reason> - detail" once a build FAILED (else null); `droplet` is null until STAGED."""
+
+    guid: str
+    state: str
+    created_at: str
+    updated_at: str
+    error: str | None
+    lifecycle: Lifecycle
+    package: GuidRef
+    droplet: GuidRef | None
+    links: dict[str, Link]
+    staging_memory_in_mb: NotRequired[int | None]
+    staging_disk_in_mb: NotRequired[int | None]
+    staging_log_rate_limit_bytes_per_second: NotRequired[int | None]
+    created_by: NotRequired[BuildCreator]
+    relationships: NotRequired[BuildRelationships]
+    metadata: NotRequired[Metadata]
+
+
+class Buildpack(TypedDict):
+    """GET /v3/buildpacks: an admin buildpack. `state` is READY (AWAITING_UPLOAD in CF while
+    it has no bits); `position` is the order automatic detection tries them in."""
+
+    guid: str
+    created_at: str
+    updated_at: str
+    name: str
+    state: str
+    filename: str | None
+    stack: str | None
+    position: int
+    enabled: bool
+    locked: bool
+    links: dict[str, Link]
+    lifecycle: NotRequired[str]
+    metadata: NotRequired[Metadata]

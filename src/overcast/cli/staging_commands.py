@@ -1,0 +1,277 @@
+"""stage (an app's source directory becomes its current droplet), buildpacks.
+
+`overcast stage APP [PATH]` is `cf push` without the manifest, routes and start: the files of
+PATH (less `.cfignore`) are offered to resource matching, only those the server does not hold
+are zipped and uploaded, the package is staged by a build whose `STG` log lines are printed as
+they come, and the droplet it makes becomes the app's current one (start or restart the app to
+run it)."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+from overcast.cli import render
+from overcast.cli.app_commands import AppName, find_app
+from overcast.cli.context import add_commands, current
+from overcast.cli.errors import CliError
+from overcast.client import ApiError, JobTimedOut, OvercastClient
+from overcast.client.bits import AppFile, collect, split_matched, write_zip
+from overcast.client.resources import Build, Buildpack, Droplet, LogEntry, MatchedResource
+
+PACKAGE_TIMEOUT_SECONDS = 300.0
+STAGING_TIMEOUT_SECONDS = 900.0
+# How often, at most, the build (and the staging log lines) are polled while it stages.
+LOG_POLL_SECONDS = 0.5
+# Staging ends when the cell hands over its droplet; its last lines may still be on their way.
+LOG_SETTLE_SECONDS = 0.5
+# Files offered to resource matching (the largest ones): well inside the server's cap of
+# entries, both for POST /v3/resource_matches and for an upload's `resources`.
+MAX_OFFERED_FILES = 5000
+# The most recent log lines the API keeps per app, and so what one poll can see.
+RECENT_LINES = 1000
+STAGING_SOURCE = "STG"
+_SIZE_UNITS = ("B", "KB", "MB", "GB", "TB")
+
+LogKey = tuple[int, str, str, str, str]
+
+
+def format_size(count: int) -> str:
+    """0 -> `0 B`, 3174 -> `3.1 KB`, 5 * 2**20 -> `5 MB`: binary multiples, one decimal."""
+    value = float(count)
+    for unit in _SIZE_UNITS:
+        if value < 1024 or unit == _SIZE_UNITS[-1]:
+            if unit == "B":
+                return f"{int(value)} B"
+            return f"{value:.1f}".removesuffix(".0") + f" {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def _files(count: int) -> str:
+    return f"{count} file{'' if count == 1 else 's'}"
+
+
+def files_summary(unchanged: Sequence[AppFile], uploaded: Sequence[AppFile]) -> str:
+    """`12 files unchanged, 2 uploaded (3.1 KB)`."""
+    size = sum(file.size for file in uploaded)
+    return f"{_files(len(unchanged))} unchanged, {len(uploaded)} uploaded ({format_size(size)})"
+
+
+def _offered(files: Sequence[AppFile]) -> list[AppFile]:
+    """The regular files worth asking about: the largest, up to MAX_OFFERED_FILES (links are
+    always uploaded: they are not in the server's file store)."""
+    regular = [file for file in files if not file.is_link]
+    return sorted(regular, key=lambda file: (-file.size, file.path))[:MAX_OFFERED_FILES]
+
+
+class StagingLog:
+    """Prints the app's `STG` lines that appear after `start()`, each once, by polling the
+    app's recent lines (simple, and nothing to tear down when the build ends). A server
+    without the log API is not an error: the staging is then followed without its output."""
+
+    def __init__(self, client: OvercastClient, app_guid: str, write: Callable[[str], None]) -> None:
+        self.client = client
+        self.app_guid = app_guid
+        self.write = write
+        self.enabled = True
+        self._seen: set[LogKey] = set()
+
+    @staticmethod
+    def _key(entry: LogEntry) -> LogKey:
+        return (
+            entry.get("timestamp_ns") or 0,
+            entry.get("source", ""),
+            entry.get("stream", ""),
+            entry.get("line", ""),
+            entry.get("instance_guid") or "",
+        )
+
+    def _recent(self) -> list[LogEntry]:
+        if not self.enabled:
+            return []
+        try:
+            return self.client.recent_logs(self.app_guid, RECENT_LINES)
+        except ApiError as error:
+            if error.status == 401:
+                raise
+            self.enabled = False
+            return []
+
+    def start(self) -> None:
+        """Remember the lines already there (an earlier staging's among them)."""
+        self._seen.update(self._key(entry) for entry in self._recent())
+
+    def poll(self, _build: Build | None = None) -> None:
+        for entry in self._recent():
+            key = self._key(entry)
+            if key in self._seen:
+                continue
+            self._seen.add(key)
+            if entry.get("source") == STAGING_SOURCE:
+                self.write(entry.get("line", ""))
+
+
+def _write_staging_line(text: str) -> None:
+    # Plain writes, flushed per line: the buildpack's own output, never markup.
+    sys.stdout.write(f"   {text}\n")
+    sys.stdout.flush()
+
+
+def _upload(
+    client: OvercastClient,
+    package_guid: str,
+    zip_path: Path,
+    resources: list[MatchedResource],
+) -> None:
+    out = render.console()
+    with Progress(
+        TextColumn("Uploading"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=out,
+        transient=True,
+        disable=not out.is_terminal,
+    ) as progress:
+        task = progress.add_task("upload", total=zip_path.stat().st_size)
+        client.upload_package(
+            package_guid,
+            zip_path,
+            resources=resources,
+            progress=lambda sent: progress.update(task, completed=sent),
+        )
+
+
+def _buildpack_names(droplet: Droplet, build: Build) -> str:
+    detected = [
+        (item.get("buildpack_name") or item["name"])
+        + (f" {item['version']}" if item.get("version") else "")
+        for item in droplet.get("buildpacks") or []
+    ]
+    return ", ".join(detected or build["lifecycle"]["data"].get("buildpacks") or ["-"])
+
+
+def _process_types(droplet: Droplet) -> str:
+    types = sorted(droplet.get("process_types") or {}, key=lambda kind: (kind != "web", kind))
+    return ", ".join(types) or "-"
+
+
+def stage(
+    name: AppName,
+    path: Annotated[
+        Path,
+        typer.Argument(
+            exists=True,
+            file_okay=False,
+            dir_okay=True,
+            help="The app's source directory (default: the current one).",
+        ),
+    ] = Path("."),
+    buildpacks: Annotated[
+        list[str] | None,
+        typer.Option(
+            "-b",
+            "--buildpack",
+            metavar="BUILDPACK",
+            help="Buildpack to stage with (a name from `overcast buildpacks` or a git URL); "
+            "repeat for several. Default: the app's, else detection.",
+        ),
+    ] = None,
+) -> None:
+    """Stage an app from its source directory; the droplet becomes its current one.
+
+    Only the files the server does not already hold are uploaded; the buildpack's output is
+    printed as it runs. Start or restart the app to run the new droplet."""
+    ctx = current()
+    org, space = ctx.require_org(), ctx.require_space()
+    with ctx.client() as client:
+        found = find_app(ctx, client, name)
+        user = ctx.config.username or "?"
+        render.line(
+            f"Staging app {name} from {path} in org {org.name} / space {space.name} as {user}..."
+        )
+        files = collect(path)
+        if not files:
+            raise CliError(f"There are no files to stage in {path} (all ignored by .cfignore?)")
+        offered = _offered(files)
+        matched = client.resource_matches([file.resource() for file in offered]) if offered else []
+        unchanged, uploaded = split_matched(files, matched)
+        package = client.create_package(found["guid"])
+        with tempfile.TemporaryDirectory(prefix="overcast-stage-") as scratch:
+            zip_path = Path(scratch) / f"{name}.zip"
+            write_zip(path, uploaded, zip_path)
+            _upload(client, package["guid"], zip_path, [file.resource() for file in unchanged])
+        render.line(files_summary(unchanged, uploaded))
+        package = client.wait_for_package(package["guid"], timeout=PACKAGE_TIMEOUT_SECONDS)
+        if package["state"] != "READY":
+            reason = (package.get("data") or {}).get("error") or f"it is {package['state']}"
+            raise CliError(f"The upload of app {name} failed: {reason}")
+
+        log = StagingLog(client, found["guid"], _write_staging_line)
+        log.start()
+        build = client.create_build(package["guid"], buildpacks=buildpacks or None)
+        render.line(f"Staging (build {build['guid']})...")
+        try:
+            build = client.wait_for_build(
+                build["guid"],
+                timeout=STAGING_TIMEOUT_SECONDS,
+                on_poll=log.poll,
+                max_interval=LOG_POLL_SECONDS,
+            )
+        except JobTimedOut:
+            raise CliError(
+                f"App {name} is still staging after {STAGING_TIMEOUT_SECONDS:g}s "
+                f"(build {build['guid']}); see: overcast logs {name} --recent"
+            ) from None
+        if log.enabled:
+            time.sleep(LOG_SETTLE_SECONDS)
+            log.poll()
+        if build["state"] != "STAGED":
+            raise CliError(f"Staging app {name} failed: {build['error'] or build['state']}")
+        droplet_ref = build["droplet"]
+        if droplet_ref is None:
+            raise CliError(f"Build {build['guid']} is STAGED but names no droplet")
+        client.set_current_droplet(found["guid"], droplet_ref["guid"])
+        droplet = client.get_droplet(droplet_ref["guid"])
+    skipped = sum(file.size for file in unchanged)
+    sent = sum(file.size for file in uploaded)
+    render.line(
+        f"Staged app {name}: droplet {droplet['guid']} is now current "
+        f"(buildpack {_buildpack_names(droplet, build)}; process types {_process_types(droplet)}"
+        f"); {format_size(sent)} uploaded, {format_size(skipped)} unchanged."
+    )
+
+
+def _buildpack_row(buildpack: Buildpack) -> tuple[str, ...]:
+    return (
+        str(buildpack["position"]),
+        buildpack["name"],
+        buildpack.get("stack") or "-",
+        str(buildpack["enabled"]).lower(),
+        str(buildpack["locked"]).lower(),
+    )
+
+
+def buildpacks() -> None:
+    """List the installed buildpacks, in the order detection tries them."""
+    with current().client() as client:
+        found = client.list_buildpacks()
+    if not found:
+        render.line("No buildpacks are installed.")
+        return
+    render.table(
+        ("position", "name", "stack", "enabled", "locked"),
+        (_buildpack_row(item) for item in sorted(found, key=lambda item: item["position"])),
+    )
+
+
+def register(app_: typer.Typer) -> None:
+    add_commands(app_, "Apps", {"stage": stage, "buildpacks": buildpacks})
