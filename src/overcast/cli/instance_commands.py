@@ -17,7 +17,7 @@ from overcast.cli.context import add_commands, current
 from overcast.cli.errors import CliError
 from overcast.cli.units import format_mb
 from overcast.client import ApiError, OvercastClient
-from overcast.client.resources import App, Cell, InstanceStats, Process
+from overcast.client.resources import App, Cell, Droplet, InstanceStats, Process
 
 STAT_COLUMNS = ("#", "state", "uptime", "cpu", "memory", "disk", "host:port", "details")
 _UNITS = ("B", "K", "M", "G", "T")
@@ -98,7 +98,7 @@ def app(name: AppName) -> None:
             ("org / space", f"{org.name} / {space.name}"),
             ("stack", stack),
             ("droplet", f"{droplet['guid']} ({droplet['state']})" if droplet else "none"),
-            ("buildpacks", ", ".join(data.get("buildpacks") or []) or "-"),
+            ("buildpacks", _buildpacks(droplet, data.get("buildpacks") or [])),
             ("created", found["created_at"]),
             ("updated", found["updated_at"]),
         ]
@@ -106,6 +106,18 @@ def app(name: AppName) -> None:
     for process in processes:
         render.line()
         _show_process(process, stats[process["guid"]])
+
+
+def _buildpacks(droplet: Droplet | None, asked: list[str]) -> str:
+    """What staged the current droplet (name and version, as `cf app` shows), else what the
+    app asks for."""
+    used = (droplet.get("buildpacks") if droplet else None) or []
+    if used:
+        return ", ".join(
+            " ".join(part for part in (item.get("name"), item.get("version")) if part)
+            for item in used
+        )
+    return ", ".join(asked) or "-"
 
 
 def _stats_or_reason(client: OvercastClient, process: Process) -> list[InstanceStats] | str:

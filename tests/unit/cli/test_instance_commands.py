@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import httpx
 import pytest
 
+from overcast.cli import instance_commands
 from overcast.cli.instance_commands import format_bytes, format_duration, stat_row
 from overcast.client.resources import InstanceStats
 from tests.unit.cli.fake_server import (
@@ -355,3 +357,11 @@ def test_an_unknown_cell_exits_1(fake_api: FakeApi) -> None:
     assert result.stderr.strip() == "Cell not found"
     # The id is one path segment, whatever it holds.
     assert fake_api.requests[0].url.raw_path == b"/v3/x/cells/nope%2F.."
+
+
+def test_app_shows_the_buildpacks_that_staged_its_droplet() -> None:
+    droplet: Any = {"buildpacks": [{"name": "python", "version": "1.0.0"}, {"name": "x"}]}
+    assert instance_commands._buildpacks(droplet, ["ignored"]) == "python 1.0.0, x"
+    assert instance_commands._buildpacks(None, ["nodejs"]) == "nodejs"
+    empty: Any = {"buildpacks": []}
+    assert instance_commands._buildpacks(empty, []) == "-"
