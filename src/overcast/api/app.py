@@ -21,6 +21,7 @@ from overcast.api.v3 import (
     processes,
     roles,
     root,
+    routes,
     spaces,
 )
 from overcast.controller.controller import Controller
@@ -81,6 +82,7 @@ def create_app(
         builds,
         blobs,
         instances,
+        routes,
     ):
         app.include_router(module.router)
     return app

@@ -35,6 +35,7 @@ _CF_ERRORS: dict[type[e.OvercastError], CfError] = {
     e.UnknownEndpoint: CfError(404, 10000, "CF-NotFound"),
     e.Uniqueness: CfError(422, 10016, "CF-UniquenessError"),
     e.IllegalTransition: CfError(422, 10008, "CF-UnprocessableEntity"),
+    e.RouteHostTaken: CfError(422, 210003, "CF-RouteHostTaken"),
     e.AssociationNotEmpty: CfError(422, 10006, "CF-AssociationNotEmpty"),
     e.Unprocessable: CfError(422, 10008, "CF-UnprocessableEntity"),
     e.MessageParseError: CfError(400, 1001, "CF-MessageParseError"),

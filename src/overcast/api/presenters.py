@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 
 from overcast.api.errors import job_error_json
 from overcast.controller.buildpacks import InstalledBuildpack
+from overcast.controller.routes import RouteView
 from overcast.models.jobs import Job, QueueStats
 from overcast.models.lifecycle import cf_job_state
 from overcast.models.query import ListQuery, Page
@@ -25,6 +26,7 @@ from overcast.models.resources import (
     Package,
     Process,
     Role,
+    RouteDestination,
     Space,
     User,
 )
@@ -345,6 +347,52 @@ def domain(item: Domain, urls: Urls) -> Json:
     }
 
 
+def destination(item: RouteDestination) -> Json:
+    """A route destination as CF v3 shows it (weights are not supported: always null)."""
+    return {
+        "guid": item.guid,
+        "app": {"guid": item.app_guid, "process": {"type": item.process_type}},
+        "weight": item.weight,
+        "port": item.port,
+        "protocol": item.protocol,
+    }
+
+
+def route(item: RouteView, urls: Urls) -> Json:
+    value = item.route
+    path = f"/v3/routes/{value.guid}"
+    return {
+        **_stamps(value),
+        "protocol": value.protocol,
+        "port": value.port,
+        "host": value.host,
+        "path": value.path,
+        "url": item.url,
+        "destinations": [destination(d) for d in item.destinations],
+        "options": {"loadbalancing": value.load_balancing.value} if value.load_balancing else {},
+        "metadata": _metadata(value.metadata),
+        "relationships": {
+            "space": _to_one(value.space_guid),
+            "domain": _to_one(value.domain_guid),
+        },
+        "links": {
+            "self": urls.link(path),
+            "space": urls.link(f"/v3/spaces/{value.space_guid}"),
+            "domain": urls.link(f"/v3/domains/{value.domain_guid}"),
+            "destinations": urls.link(f"{path}/destinations"),
+        },
+    }
+
+
+def route_destinations(item: RouteView, urls: Urls) -> Json:
+    """`GET|POST|PATCH /v3/routes/:guid/destinations`: every destination of the route."""
+    path = f"/v3/routes/{item.route.guid}"
+    return {
+        "destinations": [destination(d) for d in item.destinations],
+        "links": {"self": urls.link(f"{path}/destinations"), "route": urls.link(path)},
+    }
+
+
 def audit_event(item: AuditEvent, urls: Urls) -> Json:
     return {
         "guid": item.guid,
@@ -368,6 +416,8 @@ _TARGET_PATHS = {
     "organization": "organizations",
     "user": "users",
     "role": "roles",
+    "route": "routes",
+    "domain": "domains",
 }
 
 

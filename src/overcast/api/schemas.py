@@ -237,3 +237,75 @@ class MatchResource(Body):
 
 class ResourceMatches(Body):
     resources: Annotated[list[MatchResource], Field(max_length=MAX_RESOURCE_MATCHES)]
+
+
+class ToOneOrNull(Body):
+    data: GuidRef | None = None
+
+
+class ToMany(Body):
+    data: Annotated[list[GuidRef], Field(max_length=1000)]
+
+
+class DomainRelationships(Body):
+    # cloudfoundry-client sends `"organization": null` for a shared domain.
+    organization: ToOneOrNull | None = None
+    shared_organizations: ToMany | None = None
+
+
+class CreateDomain(Body):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=253)]
+    internal: bool = False
+    relationships: DomainRelationships | None = None
+    metadata: MetadataBody | None = None
+
+
+class UpdateDomain(Body):
+    metadata: MetadataBody | None = None
+
+
+class RouteOptions(Body):
+    loadbalancing: Annotated[str, StringConstraints(max_length=32)] | None = None
+
+
+class RouteRelationships(Body):
+    space: ToOne
+    domain: ToOne
+
+
+class CreateRoute(Body):
+    host: Annotated[str, StringConstraints(max_length=253)] | None = None
+    path: Annotated[str, StringConstraints(max_length=4096)] | None = None
+    port: int | None = None
+    options: RouteOptions | None = None
+    relationships: RouteRelationships
+    metadata: MetadataBody | None = None
+
+
+class UpdateRoute(Body):
+    options: RouteOptions | None = None
+    metadata: MetadataBody | None = None
+
+
+class DestinationProcess(Body):
+    type: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+
+
+class DestinationApp(Body):
+    guid: Guid
+    process: DestinationProcess | None = None
+
+
+class DestinationBody(Body):
+    app: DestinationApp
+    port: int | None = None
+    protocol: Annotated[str, StringConstraints(max_length=16)] | None = None
+    weight: int | None = None
+
+
+# The most destinations one request may name.
+MAX_DESTINATIONS = 1000
+
+
+class RouteDestinations(Body):
+    destinations: Annotated[list[DestinationBody], Field(max_length=MAX_DESTINATIONS)]

@@ -87,8 +87,11 @@ class InstanceSpec(Wire):
     # Placement tags the instance requires of its cell.
     tags: list[str] = Field(default_factory=list)
     health_check: HealthCheckSpec = Field(default_factory=HealthCheckSpec)
-    # Routes (uris) to register once ready; used by the router issue.
+    # Routes (uris: "host.domain[/path]") to register with the routers once ready.
     routes: list[str] = Field(default_factory=list)
+    # A route's load balancing ("round-robin" or "least-connection"), by uri, when not the
+    # default round-robin.
+    route_options: dict[str, str] = Field(default_factory=dict)
     log_rate_limit_bytes_per_second: int = -1
 
 
@@ -113,6 +116,16 @@ class InstanceStatsRequest(Wire):
     op: Literal["stats"] = "stats"
     # Instances of these processes; empty: every instance on the cell.
     process_guids: list[str] = Field(default_factory=list)
+
+
+class SetRoutes(Wire):
+    """A process's routes changed (a route mapped or unmapped): its instances here register
+    the new list at once and unregister what left it. No restart, as in CF."""
+
+    op: Literal["set_routes"] = "set_routes"
+    process_guid: str
+    routes: list[str] = Field(default_factory=list)
+    route_options: dict[str, str] = Field(default_factory=dict)
 
 
 class StagingSpec(Wire):
@@ -144,8 +157,11 @@ class StageCommand(Wire):
     staging: StagingSpec
 
 
-CellCommand = StartInstance | StopInstance | SetCellState | InstanceStatsRequest | StageCommand
+CellCommand = (
+    StartInstance | StopInstance | SetCellState | InstanceStatsRequest | StageCommand | SetRoutes
+)
 COMMANDS: dict[str, type[Wire]] = {
+    "set_routes": SetRoutes,
     "start": StartInstance,
     "stop": StopInstance,
     "set_state": SetCellState,
@@ -265,10 +281,78 @@ class CellDiscover(Wire):
     requester: str
 
 
+# --- router.register / router.unregister / router.start / router.greet --------------------------
+
+
+class ModificationTag(Wire):
+    """Orders registrations of one endpoint: from the same source (`guid`, the instance), a
+    higher `index` is newer; a different source always replaces (gorouter's rule)."""
+
+    guid: str
+    index: int = Field(ge=0)
+
+    def succeeds(self, other: ModificationTag) -> bool:
+        return self.guid != other.guid or self.index > other.index
+
+
+class RouteRegistration(Wire):
+    """One instance's routes (also the body of an unregister, which removes these uris)."""
+
+    uris: list[str]
+    host: str
+    port: int = Field(ge=1, le=65535)
+    app_guid: str
+    process_guid: str = ""
+    instance_guid: str
+    index: int = Field(default=0, ge=0)
+    tag: ModificationTag
+    # Forget the endpoint when not re-registered for this long (capped by the router's own).
+    stale_threshold_seconds: float | None = Field(default=None, gt=0)
+    # uri -> "round-robin" | "least-connection", for routes that are not round-robin.
+    load_balancing: dict[str, str] = Field(default_factory=dict)
+
+
+class RouterStart(Wire):
+    """A router announcing itself (router.start, and the answer to router.greet): how often
+    it wants registrations, and when it forgets an endpoint that stopped sending them."""
+
+    id: str
+    hosts: list[str] = Field(default_factory=list)
+    minimum_register_interval_seconds: float = Field(gt=0)
+    prune_threshold_seconds: float = Field(gt=0)
+
+
+class RouterGreet(Wire):
+    """Asked of the routers by a cell that (re)started: answered with a RouterStart."""
+
+    requester: str
+
+
 # --- logs.<app guid> ---------------------------------------------------------------------------
 
 
 class LogLine(Wire):
+    @staticmethod
+    def payload(
+        app_guid: str,
+        source: str,
+        line: str,
+        timestamp: int,
+        *,
+        stream: Literal["stdout", "stderr"] = "stdout",
+        instance_guid: str | None = None,
+    ) -> dict[str, Any]:
+        """The wire form built directly, for hot paths (the router's one line per request):
+        the same fields the model has (a unit test holds the two together)."""
+        return {
+            "app_guid": app_guid,
+            "source": source,
+            "stream": stream,
+            "line": line,
+            "timestamp": timestamp,
+            "instance_guid": instance_guid,
+        }
+
     app_guid: str
     # STG, APP/PROC/WEB/0, RTR, API, CELL (CF's source type, with the instance index for APP).
     source: str

@@ -31,6 +31,7 @@ from overcast.bus.messages import (
     Resources,
     RpcReply,
     SetCellState,
+    SetRoutes,
     StageCommand,
     StagingSpec,
     StartInstance,
@@ -47,6 +48,7 @@ from overcast.cell.ports import PortAllocator
 from overcast.cell.probes import Prober
 from overcast.cell.process import ProcessRuntime
 from overcast.cell.procfs import total_memory_bytes
+from overcast.cell.routes import RouteRegistrar
 from overcast.cell.runtime import (
     STREAMS,
     ExitStatus,
@@ -73,6 +75,7 @@ from overcast.models.errors import IllegalTransition
 from overcast.models.instances import (
     CELL_TRANSITIONS,
     INSTANCE_TRANSITIONS,
+    LIVE_STATES,
     CellState,
     ExitReason,
     InstanceState,
@@ -145,6 +148,12 @@ class CellAgent:
         self._running = False
         self._stager = Stager(
             settings, work_dir, log_sink=self._staging_log, on_change=self._staging_changed
+        )
+        self._routes = RouteRegistrar(
+            bus,
+            host=settings.host,
+            cell_id=self._cell_id,
+            records=lambda: self._table.instances.values(),
         )
 
     # --- public ------------------------------------------------------------------------------
@@ -222,6 +231,7 @@ class CellAgent:
             loop.create_task(self._heartbeat_loop(), name=f"cell-heartbeat:{self._cell_id}"),
             loop.create_task(self._tail_loop(), name=f"cell-logs:{self._cell_id}"),
         ]
+        await self._routes.start()
         log.info(
             "cell.started",
             cell_id=self._cell_id,
@@ -244,6 +254,7 @@ class CellAgent:
         self._subscriptions = []
         heartbeat, tails = self._background
         await _cancel(heartbeat)
+        await self._routes.stop()
         await self._stager.stop()
         if stop_instances:
             for record in list(self._table.instances.values()):
@@ -280,6 +291,9 @@ class CellAgent:
             await self._respond(message, await self._stats(command))
         elif isinstance(command, StageCommand):
             await self._on_stage(message, command.staging)
+        elif isinstance(command, SetRoutes):
+            await self._respond(message, self._reply(True))
+            await self._on_set_routes(command)
 
     async def _on_discover(self, _message: Message) -> None:
         if self._running:
@@ -330,6 +344,27 @@ class CellAgent:
             self._profile = dataclasses.replace(self._profile, staging=self._stager.allocated())
         await self._respond(message, self._reply(True))
         await self._send_heartbeat()
+
+    async def _on_set_routes(self, command: SetRoutes) -> None:
+        """A process's routes changed: its instances here take the new list; the running
+        ones register it at once and withdraw what left it."""
+        for record in list(self._table.instances.values()):
+            spec = record.spec
+            if spec.process_guid != command.process_guid or record.state not in LIVE_STATES:
+                continue
+            gone = [uri for uri in spec.routes if uri not in command.routes]
+            if spec.routes == command.routes and spec.route_options == command.route_options:
+                continue
+            record.spec = spec.model_copy(
+                update={"routes": list(command.routes), "route_options": command.route_options}
+            )
+            self._table.stamp(record)
+            self._save()
+            if record.state == InstanceState.RUNNING:
+                if gone:
+                    withdrawn = record.model_copy(update={"spec": spec})
+                    await self._routes.unregister(withdrawn, gone)
+                await self._routes.register(record)
 
     async def _staging_log(self, app_guid: str, line: str, stream: str) -> None:
         try:
@@ -531,6 +566,8 @@ class CellAgent:
         summary: bool = False,
     ) -> None:
         """-> CRASHED: free its resources and directory, keep its record until stopped."""
+        if record.state == InstanceState.RUNNING:
+            await self._routes.unregister(record)  # no more traffic before it is killed
         handle = record.handle
         if handle is not None:
             # Unready or unhealthy, or gone while what it forked lives on: take it all.
@@ -701,6 +738,11 @@ class CellAgent:
             to_state=record.state,
         )
         await self._publish(INSTANCE_EVENT, event)
+        if record.state == InstanceState.RUNNING and before != InstanceState.RUNNING:
+            await self._routes.register(record)
+        elif before == InstanceState.RUNNING and record.state != InstanceState.RUNNING:
+            # Stopping: withdrawn before the process is signalled (it still has its port).
+            await self._routes.unregister(record)
 
     async def _send_heartbeat(self) -> None:
         await self._publish(CELL_HEARTBEAT, self.heartbeat())

@@ -1,4 +1,4 @@
-"""events, domains, jobs, queues."""
+"""events, jobs, queues."""
 
 from __future__ import annotations
 
@@ -73,28 +73,6 @@ def events(
     )
 
 
-def domains() -> None:
-    """List the domains apps can have routes in."""
-    with current().client() as client:
-        found = client.list_domains()
-    render.table(
-        ("name", "owner", "internal"),
-        (
-            (
-                domain["name"],
-                _owner(domain["relationships"].get("organization")),
-                "yes" if domain["internal"] else "no",
-            )
-            for domain in found
-        ),
-    )
-
-
-def _owner(relationship: Any) -> str:
-    data = relationship.get("data") if isinstance(relationship, Mapping) else None
-    return f"org {data['guid']}" if isinstance(data, Mapping) else "shared"
-
-
 def _stages(job: JobDetail) -> str:
     return (
         "\n".join(
@@ -161,4 +139,5 @@ def queues() -> None:
 
 def register(app: typer.Typer) -> None:
     add_commands(app, "Audit", {"events": events})
-    add_commands(app, "Operators", {"domains": domains, "jobs": jobs, "queues": queues})
+    # `domains` lives with the route commands (route_commands).
+    add_commands(app, "Operators", {"jobs": jobs, "queues": queues})

@@ -38,6 +38,8 @@ from overcast.client.resources import (
     Process,
     Queue,
     Role,
+    Route,
+    RouteDestinations,
     Space,
     User,
 )
@@ -433,8 +435,119 @@ class OvercastClient:
 
     # -- domains and audit events --------------------------------------------------------
 
-    def list_domains(self, *, names: list[str] | None = None) -> list[Domain]:
-        return cast(list[Domain], self._list("/v3/domains", _filters(names=names)))
+    def list_domains(
+        self, *, names: list[str] | None = None, guids: list[str] | None = None
+    ) -> list[Domain]:
+        return cast(list[Domain], self._list("/v3/domains", _filters(names=names, guids=guids)))
+
+    def domain_by_name(self, name: str) -> Domain | None:
+        found = self.list_domains(names=[name])
+        return found[0] if found else None
+
+    def get_domain(self, guid: str) -> Domain:
+        return cast(Domain, self._get(f"/v3/domains/{guid}"))
+
+    def create_domain(
+        self, name: str, *, org_guid: str | None = None, internal: bool = False
+    ) -> Domain:
+        """A private domain of the org (its managers), or a shared one without (admins)."""
+        body: dict[str, Any] = {"name": name, "internal": internal}
+        if org_guid:
+            body["relationships"] = {"organization": _to_one(org_guid)}
+        return cast(Domain, self._post("/v3/domains", body))
+
+    def delete_domain(self, guid: str) -> str:
+        """Deletes the domain and every route under it (a job)."""
+        return self.session.accepted_job_guid("DELETE", f"/v3/domains/{guid}")
+
+    # -- routes --------------------------------------------------------------------------
+
+    def list_routes(
+        self,
+        *,
+        space_guids: list[str] | None = None,
+        domain_guids: list[str] | None = None,
+        hosts: list[str] | None = None,
+        paths: list[str] | None = None,
+        app_guids: list[str] | None = None,
+        org_guids: list[str] | None = None,
+    ) -> list[Route]:
+        params = _filters(
+            space_guids=space_guids,
+            domain_guids=domain_guids,
+            hosts=hosts,
+            paths=paths,
+            app_guids=app_guids,
+            organization_guids=org_guids,
+        )
+        return cast(list[Route], self._list("/v3/routes", params))
+
+    def find_route(self, domain_guid: str, host: str = "", path: str = "") -> Route | None:
+        """The route at host.domain/path, if there is one (host and path ignore case, as the
+        server compares them). An empty host or path means none, not any."""
+        found = self.list_routes(
+            domain_guids=[domain_guid],
+            hosts=[host] if host else None,
+            paths=[path] if path else None,
+        )
+        for route in found:
+            if route["host"].lower() == host.lower() and route["path"].lower() == path.lower():
+                return route
+        return None
+
+    def get_route(self, guid: str) -> Route:
+        return cast(Route, self._get(f"/v3/routes/{guid}"))
+
+    def create_route(
+        self,
+        space_guid: str,
+        domain_guid: str,
+        *,
+        host: str = "",
+        path: str = "",
+        load_balancing: str | None = None,
+    ) -> Route:
+        body: dict[str, Any] = {
+            "relationships": {"space": _to_one(space_guid), "domain": _to_one(domain_guid)}
+        }
+        if host:
+            body["host"] = host
+        if path:
+            body["path"] = path
+        if load_balancing:
+            body["options"] = {"loadbalancing": load_balancing}
+        return cast(Route, self._post("/v3/routes", body))
+
+    def update_route(self, guid: str, *, load_balancing: str | None) -> Route:
+        """Set the route's load balancing (None: back to the default, round-robin)."""
+        body = {"options": {"loadbalancing": load_balancing}}
+        return cast(Route, self._patch(f"/v3/routes/{guid}", body))
+
+    def delete_route(self, guid: str) -> str:
+        return self.session.accepted_job_guid("DELETE", f"/v3/routes/{guid}")
+
+    def app_routes(self, app_guid: str) -> list[Route]:
+        return cast(list[Route], self._list(f"/v3/apps/{app_guid}/routes"))
+
+    def route_destinations(self, guid: str) -> RouteDestinations:
+        return cast(RouteDestinations, self._get(f"/v3/routes/{guid}/destinations"))
+
+    def add_route_destinations(
+        self, guid: str, app_guids: Sequence[str], *, process_type: str = "web"
+    ) -> RouteDestinations:
+        """Map the apps' `process_type` processes to the route (already mapped: unchanged)."""
+        body = {"destinations": _destinations(app_guids, process_type)}
+        return cast(RouteDestinations, self._post(f"/v3/routes/{guid}/destinations", body))
+
+    def replace_route_destinations(
+        self, guid: str, app_guids: Sequence[str], *, process_type: str = "web"
+    ) -> RouteDestinations:
+        """Make these apps the route's only destinations (none: unmap every app)."""
+        body = {"destinations": _destinations(app_guids, process_type)}
+        return cast(RouteDestinations, self._patch(f"/v3/routes/{guid}/destinations", body))
+
+    def remove_route_destination(self, guid: str, destination_guid: str) -> None:
+        self._delete_now(f"/v3/routes/{guid}/destinations/{destination_guid}")
 
     def list_audit_events(
         self,
@@ -700,6 +813,10 @@ class _ProgressReader:
         chunk = self._file.read(size)
         self._progress(self._file.tell())
         return chunk
+
+
+def _destinations(app_guids: Sequence[str], process_type: str) -> list[dict[str, Any]]:
+    return [{"app": {"guid": guid, "process": {"type": process_type}}} for guid in app_guids]
 
 
 def _scale_body(

@@ -166,6 +166,51 @@ class Domain(TypedDict):
     links: dict[str, Link]
 
 
+class DestinationProcess(TypedDict):
+    type: str
+
+
+class DestinationApp(TypedDict):
+    guid: str
+    process: DestinationProcess
+
+
+class RouteDestination(TypedDict):
+    guid: str
+    app: DestinationApp
+    weight: int | None
+    port: int
+    protocol: str
+
+
+class RouteDestinations(TypedDict):
+    """GET|POST|PATCH /v3/routes/:guid/destinations."""
+
+    destinations: list[RouteDestination]
+    links: dict[str, Link]
+
+
+class RouteRelationships(TypedDict):
+    space: ToOne
+    domain: ToOne
+
+
+class Route(TypedDict):
+    guid: str
+    created_at: str
+    updated_at: str
+    protocol: str
+    port: int | None
+    host: str
+    path: str
+    url: str
+    destinations: list[RouteDestination]
+    options: dict[str, str]
+    metadata: Metadata
+    relationships: RouteRelationships
+    links: dict[str, Link]
+
+
 class AuditActor(TypedDict):
     guid: str
     type: str

@@ -16,6 +16,7 @@ from overcast.core.settings import (
     ComponentSettings,
     ControllerSettings,
     MicroCloudSettings,
+    RouterSettings,
     load_settings,
 )
 from overcast.models.errors import OvercastError
@@ -67,6 +68,14 @@ def controller(config: ConfigOption = None) -> None:
     from overcast.cmd import controller as controller_root
 
     raise typer.Exit(controller_root.main(_load(ControllerSettings, config)))
+
+
+@app.command(rich_help_panel="Servers")
+def router(config: ConfigOption = None) -> None:
+    """Run a router: apps' HTTP traffic, routes from the cells (settings OVERCAST_ROUTER__*)."""
+    from overcast.cmd import router as router_root
+
+    raise typer.Exit(router_root.main(_load(RouterSettings, config)))
 
 
 cell_commands = typer.Typer(

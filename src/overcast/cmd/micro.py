@@ -17,6 +17,7 @@ from overcast.cmd.wiring import build_controller, start_api, stop_api, write_pri
 from overcast.core.logging import configure_logging, get_logger
 from overcast.core.settings import MicroCloudSettings, stdout_is_terminal
 from overcast.jobs.engine import default_owner
+from overcast.router.service import RouterPorts, RouterService
 
 log = get_logger(__name__)
 
@@ -26,7 +27,11 @@ MICRO_CELL = "micro"
 
 
 def _banner(
-    api_url: str, settings: MicroCloudSettings, password_file: Path | None, cell_id: str
+    api_url: str,
+    settings: MicroCloudSettings,
+    password_file: Path | None,
+    cell_id: str,
+    router: RouterPorts,
 ) -> str:
     login = f"overcast login -a {api_url} -u {settings.auth.admin_username}"
     where = (
@@ -39,8 +44,8 @@ def _banner(
             "",
             "Overcast micro cloud is ready.",
             f"  API:          {api_url}",
-            f"  Apps domain:  {settings.apps_domain} (router port {settings.router_port}; the "
-            "router arrives with a later release)",
+            f"  Apps:         http://<app>.{settings.apps_domain}:{router.http}/ "
+            f"(router status on port {router.status})",
             f"  Cell:         {cell_id} (zone {settings.cell.zone})",
             f"  Data:         {settings.data_dir}",
             f"  Log in:       {login}   ({where})",
@@ -69,6 +74,12 @@ async def run_micro_cloud(
         cell_settings, bus=parts.bus, work_dir=cell_work_dir(settings.data_dir, settings.cell)
     )
     await cell.start()
+    router = RouterService(
+        settings.router.model_copy(update={"port": settings.router_port}),
+        parts.bus,
+        access_log=settings.router.access_log or settings.data_dir / "router" / "access.log",
+    )
+    router_ports = await router.start()
     server, server_task = await start_api(parts.app, settings.api.host, settings.api.port)
     try:
         port = server.bound_port()
@@ -78,6 +89,9 @@ async def run_micro_cloud(
         if parts.admin.generated_password:
             write_private_file(password_file, parts.admin.generated_password + "\n")
         (settings.data_dir / "api-url").write_text(api_url + "\n")
+        (settings.data_dir / "router-url").write_text(
+            f"http://{settings.router.host}:{router_ports.http}\n"
+        )
         log.info("micro.ready", api_url=api_url, apps_domain=settings.apps_domain)
         print(
             _banner(
@@ -85,6 +99,7 @@ async def run_micro_cloud(
                 settings,
                 password_file if password_file.exists() else None,
                 cell.cell_id,
+                router_ports,
             ),
             flush=True,
         )
@@ -97,6 +112,7 @@ async def run_micro_cloud(
         log.info("micro.stopping")
         await stop_api(server, server_task)
         await cell.stop()
+        await router.stop()
         await parts.close()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(Exception):

@@ -27,6 +27,7 @@ from overcast.controller.package_archive import ArchiveRules, PackageLimits
 from overcast.controller.packages import Packages
 from overcast.controller.processes import Processes
 from overcast.controller.roles import Roles
+from overcast.controller.routes import Routes
 from overcast.controller.scheduler import Scheduler
 from overcast.controller.spaces import Spaces
 from overcast.controller.users import Users
@@ -67,6 +68,11 @@ class Controller:
         self.roles = Roles(*parts)
         self.users = Users(*parts)
         self.domains = Domains(*parts)
+        # Routes (and the jobs deleting routes and domains); `routes.routes_changed` tells the
+        # routing tier which processes' uris changed.
+        self.routes = Routes(*parts)
+        for operation in self.routes.operations():
+            engine.register(operation)
         self.audit_events = AuditEvents(*parts)
         self.jobs = Jobs(*parts)
         self.clients = Clients(*parts)
@@ -117,6 +123,9 @@ class Controller:
         # Actual state: the cells' reports, and turning desired state into instances on them.
         self.directory = CellDirectory(bus, requester=requester)
         self.scheduler = Scheduler(store, clock, bus, self.directory, self.droplets, engine)
+        # Instances register their process's routes; a mapping change reaches running ones.
+        self.scheduler.routes = self.routes
+        self.routes.routes_changed = self.scheduler.push_routes
         for operation in self.scheduler.operations():
             engine.register(operation)
         self.instances = Instances(*parts, directory=self.directory, scheduler=self.scheduler)
@@ -154,6 +163,8 @@ class Controller:
         self.droplets.api_url = url.rstrip("/")
         self.packages.api_url = url.rstrip("/")
         self.scheduler.api_url = url
+        self.domains.api_url = url
+        self.routes.api_url = url
 
     async def caller(self, authorization: str | None) -> Caller:
         """Authenticate a bearer token and load what its holder may do."""

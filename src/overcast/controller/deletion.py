@@ -12,7 +12,7 @@ from overcast.store.base import Store, Tx
 
 
 async def _delete_app(tx: Tx, app_guid: str) -> None:
-    # Processes go with the app (ON DELETE CASCADE).
+    # Processes and route destinations go with the app (ON DELETE CASCADE).
     await tx.apps.delete(app_guid)
 
 
@@ -61,6 +61,8 @@ class Deletions:
         await self._delete_space_contents(context.job.target_guid)
 
     async def delete_space(self, context: JobContext) -> None:
+        # The space's routes go with it (ON DELETE CASCADE), and their destinations with them;
+        # an app's destinations went with the app.
         async with self.store.write() as tx:
             await tx.spaces.delete(context.job.target_guid)
 
@@ -76,7 +78,8 @@ class Deletions:
             await context.progress(done * 100 // len(space_guids), f"{done} spaces deleted")
 
     async def delete_org(self, context: JobContext) -> None:
-        # Org roles and private domains go with the org (ON DELETE CASCADE).
+        # Org roles and private domains go with the org (ON DELETE CASCADE), and the routes
+        # under those domains with them.
         async with self.store.write() as tx:
             await tx.orgs.delete(context.job.target_guid)
 

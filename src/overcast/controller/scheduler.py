@@ -13,6 +13,7 @@ import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from overcast.bus import subjects
 from overcast.bus.base import Bus, BusError
@@ -25,6 +26,7 @@ from overcast.bus.messages import (
     InstanceStatsRequest,
     InstanceUsage,
     RpcReply,
+    SetRoutes,
     StartInstance,
     StatsReply,
     StopInstance,
@@ -69,7 +71,18 @@ class StartPlan:
     unplaced_reason: str | None = None
 
 
+class RouteSource(Protocol):
+    """Where a process's routes come from (the routes use case)."""
+
+    async def uris_of_processes(self, process_guids: Sequence[str]) -> dict[str, list[str]]: ...
+
+    async def route_options(self, uris: Sequence[str]) -> dict[str, str]: ...
+
+
 class Scheduler:
+    # The routes of processes, for their instances to register; None: no routes (tests).
+    routes: RouteSource | None = None
+
     def __init__(
         self,
         store: Store,
@@ -207,9 +220,10 @@ class Scheduler:
         async with self.store.read() as tx:
             space = await tx.spaces.require(app.space_guid)
             org = await tx.orgs.require(space.org_guid)
+        routes, route_options = await self._routes_of(process.guid)
         environment = dict(app.environment_variables)
         environment["VCAP_APPLICATION"] = json.dumps(
-            vcap_application(app, space, org, api_url=self.api_url, process=process)
+            vcap_application(app, space, org, api_url=self.api_url, uris=routes, process=process)
         )
         environment["VCAP_SERVICES"] = "{}"
         health = process.health_check
@@ -236,8 +250,36 @@ class Scheduler:
                 invocation_timeout_seconds=float(health.invocation_timeout or 1),
             ),
             "log_rate_limit_bytes_per_second": process.log_rate_limit_in_bytes_per_second,
+            "routes": routes,
+            "route_options": route_options,
         }
         return plan
+
+    async def _routes_of(self, process_guid: str) -> tuple[list[str], dict[str, str]]:
+        """The process's uris, and the load balancing of those that are not round-robin."""
+        if self.routes is None:
+            return [], {}
+        uris = (await self.routes.uris_of_processes([process_guid])).get(process_guid, [])
+        options = await self.routes.route_options(uris) if uris else {}
+        return uris, {uri: mode for uri, mode in options.items() if mode != "round-robin"}
+
+    async def push_routes(self, process_guids: list[str]) -> None:
+        """Routes were mapped or unmapped: the cells holding the processes' instances get
+        the new lists at once (their running instances register them; nothing restarts)."""
+        accepted = 0
+        for process_guid in sorted(set(process_guids)):
+            cells = {
+                placed.cell_id for placed in self.directory.instances(process_guid=process_guid)
+            }
+            if not cells:
+                continue
+            routes, options = await self._routes_of(process_guid)
+            command = SetRoutes(
+                process_guid=process_guid, routes=routes, route_options=options
+            ).wire()
+            replies = await asyncio.gather(*(self.rpc(cell, command) for cell in sorted(cells)))
+            accepted += sum(1 for reply in replies if reply is not None and reply.accepted)
+        log.info("scheduler.routes_pushed", processes=len(set(process_guids)), cells=accepted)
 
     async def _place_and_start(self, plan: StartPlan, indices: Sequence[int]) -> tuple[int, bool]:
         """Place and start `indices`; returns (accepted, whether a retry could help)."""

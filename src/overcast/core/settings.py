@@ -177,6 +177,38 @@ class CellSection(_Section):
         return self
 
 
+class RouterSection(_Section):
+    """A router: the route table fed by the cells' registrations, and the HTTP data plane."""
+
+    # Empty: generated at every start (routers keep no state of their own).
+    id: str = ""
+    host: str = "127.0.0.1"
+    port: int = Field(default=DEFAULT_ROUTER_PORT, ge=0, le=65535)
+    # /health and /metrics (Prometheus), apart from the apps' traffic.
+    status_host: str = "127.0.0.1"
+    status_port: int = Field(default=8082, ge=0, le=65535)
+    # How often cells re-register (announced on router.start), and when an endpoint that
+    # stopped re-registering is forgotten.
+    register_interval_seconds: float = Field(default=5.0, gt=0)
+    prune_threshold_seconds: float = Field(default=30.0, gt=0)
+    # A new router answers 503 "not ready" until a full round of registrations was heard.
+    # Empty: one register interval.
+    ready_after_seconds: float | None = Field(default=None, ge=0)
+    max_connections_per_endpoint: int = Field(default=256, ge=1)
+    # An endpoint whose connection failed gets no requests for this long (others remain).
+    ineligible_seconds: float = Field(default=30.0, ge=0)
+    backend_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    backend_response_timeout_seconds: float = Field(default=60.0, gt=0)
+    # Where to append the access log; empty: <data_dir>/router/access.log.
+    access_log: Path | None = None
+
+    @model_validator(mode="after")
+    def _threshold_beyond_interval(self) -> RouterSection:
+        if self.prune_threshold_seconds <= self.register_interval_seconds:
+            raise ValueError("prune_threshold_seconds must exceed register_interval_seconds")
+        return self
+
+
 class ComponentSettings(BaseSettings):
     """What every Overcast process shares."""
 
@@ -242,6 +274,15 @@ class MicroCloudSettings(ControllerSettings):
 
     router_port: int = Field(default=DEFAULT_ROUTER_PORT, ge=0, le=65535)
     cell: CellSection = CellSection(stop_instances_on_exit=True)
+    # The router's other options (its port is `router_port`; status on any free port).
+    router: RouterSection = RouterSection(status_port=0)
+
+
+class RouterSettings(ComponentSettings):
+    """`overcast router`: one router on the shared bus."""
+
+    bus: BusSettings = BusSettings()
+    router: RouterSection = RouterSection()
 
 
 class CliSettings(ComponentSettings):

@@ -32,6 +32,10 @@ class Unprocessable(OvercastError):
     """Well-formed input that breaks a rule of the domain."""
 
 
+class RouteHostTaken(Unprocessable):
+    """A route with the same host, domain and path already exists (CF's RouteHostTaken)."""
+
+
 class IllegalTransition(Unprocessable):
     """A lifecycle was asked to move along an edge its transition table does not have."""
 

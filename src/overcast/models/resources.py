@@ -249,3 +249,48 @@ class SigningKey:
     kid: str
     secret: str = field(repr=False)
     created_at: datetime | None = None
+
+
+class LoadBalancing(StrEnum):
+    """How the router spreads a route's requests over its endpoints (CF's
+    `options.loadbalancing`)."""
+
+    ROUND_ROBIN = "round-robin"
+    LEAST_CONNECTION = "least-connection"
+
+
+@dataclass(frozen=True)
+class Route:
+    """An HTTP route (CF v3): `host.domain/path`. The host is lower-case and may be empty (on a
+    private domain) or `*` (a wildcard); the path is empty or starts with `/`."""
+
+    guid: str
+    host: str
+    path: str
+    domain_guid: str
+    space_guid: str
+    created_at: datetime
+    updated_at: datetime
+    # Always None: only HTTP domains exist, and HTTP routes have no port.
+    port: int | None = None
+    protocol: str = "http"
+    # None: not set (the router uses round-robin).
+    load_balancing: LoadBalancing | None = None
+    metadata: Metadata = field(default_factory=Metadata)
+
+
+@dataclass(frozen=True)
+class RouteDestination:
+    """One process type of one app that a route sends traffic to (CF v3 destination). The
+    process need not exist yet: it is matched by type when it does."""
+
+    guid: str
+    route_guid: str
+    app_guid: str
+    created_at: datetime
+    updated_at: datetime
+    process_type: str = "web"
+    # Informational: the port the app listens on in its container.
+    port: int = 8080
+    protocol: str = "http1"
+    weight: int | None = None

@@ -21,6 +21,8 @@ from overcast.models.resources import (
     Package,
     Process,
     Role,
+    Route,
+    RouteDestination,
     SigningKey,
     Space,
     User,
@@ -99,6 +101,23 @@ class RoleRepo(Repo[Role], Protocol):
 
 class DomainRepo(Repo[Domain], Protocol):
     async def by_name(self, name: str) -> Domain | None: ...
+
+
+class RouteRepo(Repo[Route], Protocol):
+    """Filters: guids, hosts, paths, domain_guids, space_guids, organization_guids, app_guids
+    (routes with a destination of one of these apps)."""
+
+    async def by_address(self, domain_guid: str, host: str, path: str) -> Route | None:
+        """The route at host.domain/path (host and path compared ignoring case)."""
+        ...
+
+
+class DestinationRepo(Repo[RouteDestination], Protocol):
+    """Filters: guids, route_guids, app_guids."""
+
+    async def of_routes(self, route_guids: Sequence[str]) -> list[RouteDestination]:
+        """The destinations of these routes, oldest first."""
+        ...
 
 
 class EventRepo(Protocol):
@@ -193,6 +212,12 @@ class Tx(Protocol):
 
     @property
     def domains(self) -> DomainRepo: ...
+
+    @property
+    def routes(self) -> RouteRepo: ...
+
+    @property
+    def destinations(self) -> DestinationRepo: ...
 
     @property
     def events(self) -> EventRepo: ...

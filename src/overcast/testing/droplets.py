@@ -22,22 +22,63 @@ import yaml
 # with its index and guid, logs each request to stdout, and exits when asked to at /exit.
 HELLO_APP = textwrap.dedent(
     """\
-    import http.server, json, os, sys
+    import base64, hashlib, http.server, json, os, struct, sys
+
+    WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
     class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
         def do_GET(self):
             if self.path == "/exit":
                 os._exit(3)
+            if self.headers.get("Upgrade", "").lower() == "websocket":
+                return self.echo_websocket()
             body = json.dumps({
                 "index": os.environ.get("CF_INSTANCE_INDEX"),
                 "guid": os.environ.get("CF_INSTANCE_GUID"),
                 "env": {k: os.environ.get(k) for k in ("GREETING",)},
+                "headers": {k.lower(): v for k, v in self.headers.items()},
             }).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
+
+        def echo_websocket(self):
+            key = self.headers["Sec-WebSocket-Key"]
+            accept = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
+            self.send_response(101)
+            self.send_header("Upgrade", "websocket")
+            self.send_header("Connection", "Upgrade")
+            self.send_header("Sec-WebSocket-Accept", accept)
+            self.end_headers()
+            self.wfile.flush()
+            while True:
+                head = self.rfile.read(2)
+                if len(head) < 2:
+                    return
+                opcode, length = head[0] & 0x0F, head[1] & 0x7F
+                if length == 126:
+                    length = struct.unpack("!H", self.rfile.read(2))[0]
+                elif length == 127:
+                    length = struct.unpack("!Q", self.rfile.read(8))[0]
+                mask = self.rfile.read(4) if head[1] & 0x80 else b"\\0\\0\\0\\0"
+                data = bytes(b ^ mask[i % 4] for i, b in enumerate(self.rfile.read(length)))
+                if opcode == 8:
+                    self.wfile.write(b"\\x88\\x00")
+                    self.wfile.flush()
+                    return
+                reply = 0x8A if opcode == 9 else 0x80 | opcode
+                if len(data) < 126:
+                    frame = bytes([reply, len(data)])
+                elif len(data) < 65536:
+                    frame = bytes([reply, 126]) + struct.pack("!H", len(data))
+                else:
+                    frame = bytes([reply, 127]) + struct.pack("!Q", len(data))
+                self.wfile.write(frame + data)
+                self.wfile.flush()
 
         def log_message(self, fmt, *args):
             print("request " + (fmt % args), flush=True)

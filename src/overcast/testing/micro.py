@@ -108,6 +108,11 @@ class MicroCloud(OvercastProcess):
             extra_env=extra_env,
         )
 
+    @property
+    def router_url(self) -> str:
+        """The micro cloud's router (written to <data_dir>/router-url once it is up)."""
+        return (self.data_dir / "router-url").read_text().strip()
+
 
 class ControllerProcess(OvercastProcess):
     """`overcast controller` configured entirely through OVERCAST_* variables."""

@@ -28,13 +28,21 @@ from overcast.bus.messages import InstanceReport
 from overcast.bus.nats import NatsBus
 from overcast.cell.agent import CellAgent
 from overcast.cmd.wiring import ApiServer, ControllerParts, build_controller, start_api, stop_api
-from overcast.core.settings import CellSection, ControllerSettings
+from overcast.core.settings import CellSection, ControllerSettings, RouterSection
+from overcast.router.service import RouterPorts, RouterService
 from overcast.testing.droplets import BuiltDroplet, build_droplet
 
 ADMIN_PASSWORD = "admin-password-for-tests"
 # What a push leaves out of a package (as the cf CLI does).
 SKIPPED = frozenset({".git", "__pycache__", "node_modules", ".venv"})
 _ENTRY = "from overcast.cmd.main import main; main()"
+
+# Routers that hear every registration round quickly (cells adopt the interval they announce).
+FAST_ROUTER = {
+    "register_interval_seconds": 0.5,
+    "prune_threshold_seconds": 3.0,
+    "ready_after_seconds": 0.7,
+}
 
 # Short intervals: tests wait for heartbeats and probes, and should not wait long.
 FAST_CELL = {
@@ -109,6 +117,9 @@ class Platform:
     cells: dict[str, CellAgent] = field(default_factory=dict)
     _cell_buses: dict[str, Bus] = field(default_factory=dict)
     _port_bases: dict[str, int] = field(default_factory=dict)
+    routers: dict[str, RouterService] = field(default_factory=dict)
+    router_ports: dict[str, RouterPorts] = field(default_factory=dict)
+    _router_buses: dict[str, Bus] = field(default_factory=dict)
     closed: bool = False
 
     # --- cells ------------------------------------------------------------------------------
@@ -140,6 +151,33 @@ class Platform:
             return len(body["resources"]) >= count
 
         await eventually(known)
+
+    # --- routers ----------------------------------------------------------------------------
+
+    async def add_router(self, name: str = "router", **overrides: Any) -> RouterService:
+        """A router on the platform's bus (port 0: any free port, unless given), with short
+        intervals; `router_url(name)` is where it listens."""
+        settings = RouterSection(**{**FAST_ROUTER, "port": 0, "status_port": 0, **overrides})
+        bus = await self.make_bus(f"router-{name}")
+        service = RouterService(settings, bus, access_log=self.work_root / f"{name}-access.log")
+        self.router_ports[name] = await service.start()
+        self.routers[name] = service
+        self._router_buses[name] = bus
+        return service
+
+    async def stop_router(self, name: str = "router") -> None:
+        service = self.routers.pop(name)
+        await service.stop()
+        await self._router_buses.pop(name).close()
+
+    def router_url(self, name: str = "router") -> str:
+        return f"http://127.0.0.1:{self.router_ports[name].http}"
+
+    async def wait_router_ready(self, name: str = "router") -> None:
+        async def ready() -> bool:
+            return self.routers[name].ready
+
+        await eventually(ready, within=10)
 
     # --- HTTP -------------------------------------------------------------------------------
 
@@ -277,6 +315,30 @@ class Platform:
             json={"data": {"guid": droplet_guid}},
         )
 
+    async def map_route(
+        self, app_guid: str, space_guid: str, host: str, *, path: str = "", domain: str = ""
+    ) -> dict[str, Any]:
+        """A route host.domain/path (the platform's apps domain unless given) with the app's
+        web process as its destination."""
+        name = domain or self.parts.settings.apps_domain
+        domains = await self.get(f"/v3/domains?names={name}")
+        domain_guid = domains["resources"][0]["guid"]
+        body: dict[str, Any] = {
+            "host": host,
+            "relationships": {
+                "space": {"data": {"guid": space_guid}},
+                "domain": {"data": {"guid": domain_guid}},
+            },
+        }
+        if path:
+            body["path"] = path
+        route = (await self.post("/v3/routes", body)).json()
+        await self.post(
+            f"/v3/routes/{route['guid']}/destinations",
+            {"destinations": [{"app": {"guid": app_guid}}]},
+        )
+        return dict(route)
+
     async def web_process(self, app_guid: str) -> dict[str, Any]:
         result: dict[str, Any] = await self.get(f"/v3/apps/{app_guid}/processes/web")
         return result
@@ -320,6 +382,8 @@ class Platform:
         self.closed = True
         for cell_id in list(self.cells):
             await self.stop_cell(cell_id, stop_instances=True)
+        for name in list(self.routers):
+            await self.stop_router(name)
         await self.http.aclose()
         await stop_api(self.server, self.server_task)
         await self.parts.close()

@@ -26,11 +26,14 @@ from overcast.models.resources import (
     DropletBuildpack,
     HealthCheck,
     HealthCheckType,
+    LoadBalancing,
     Metadata,
     Organization,
     Package,
     Process,
     Role,
+    Route,
+    RouteDestination,
     Space,
     User,
 )
@@ -375,6 +378,64 @@ def domain_from_row(row: Row) -> Domain:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         metadata=_meta(row),
+    )
+
+
+def route_to_row(route: Route) -> dict[str, Any]:
+    return {
+        **_stamps(route),
+        "host": route.host,
+        "path": route.path,
+        "path_lower": route.path.lower(),
+        "port": route.port,
+        "protocol": route.protocol,
+        "domain_guid": route.domain_guid,
+        "space_guid": route.space_guid,
+        "load_balancing": route.load_balancing.value if route.load_balancing else None,
+        **_meta_row(route.metadata),
+    }
+
+
+def route_from_row(row: Row) -> Route:
+    balancing = row["load_balancing"]
+    return Route(
+        guid=row["guid"],
+        host=row["host"],
+        path=row["path"],
+        port=row["port"],
+        protocol=row["protocol"],
+        domain_guid=row["domain_guid"],
+        space_guid=row["space_guid"],
+        load_balancing=LoadBalancing(balancing) if balancing else None,
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        metadata=_meta(row),
+    )
+
+
+def destination_to_row(destination: RouteDestination) -> dict[str, Any]:
+    return {
+        **_stamps(destination),
+        "route_guid": destination.route_guid,
+        "app_guid": destination.app_guid,
+        "process_type": destination.process_type,
+        "port": destination.port,
+        "protocol": destination.protocol,
+        "weight": destination.weight,
+    }
+
+
+def destination_from_row(row: Row) -> RouteDestination:
+    return RouteDestination(
+        guid=row["guid"],
+        route_guid=row["route_guid"],
+        app_guid=row["app_guid"],
+        process_type=row["process_type"],
+        port=row["port"],
+        protocol=row["protocol"],
+        weight=row["weight"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
     )
 
 

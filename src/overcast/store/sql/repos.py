@@ -42,6 +42,8 @@ from overcast.models.resources import (
     Package,
     Process,
     Role,
+    Route,
+    RouteDestination,
     SigningKey,
     Space,
     User,
@@ -522,6 +524,74 @@ class SqlDomainRepo(SqlRepo[Domain]):
         return await self._one_where(_domains.c.name_lower == name.lower())
 
 
+_routes = tables.routes
+_destinations = tables.route_destinations
+
+
+def _routes_of_apps(values: Sequence[str]) -> Any:
+    return select(_destinations.c.route_guid).where(_destinations.c.app_guid.in_(list(values)))
+
+
+class SqlRouteRepo(SqlRepo[Route]):
+    table = _routes
+    kind = "Route"
+    filters: ClassVar[Mapping[str, Filter]] = {
+        "guids": _in(_routes.c.guid),
+        "hosts": _in_lower(_routes.c.host),
+        "paths": _in_lower(_routes.c.path_lower),
+        "domain_guids": _in(_routes.c.domain_guid),
+        "space_guids": _in(_routes.c.space_guid),
+        "organization_guids": _subquery(_routes.c.space_guid, _spaces_of_orgs),
+        "app_guids": _subquery(_routes.c.guid, _routes_of_apps),
+    }
+
+    def to_row(self, item: Route) -> dict[str, Any]:
+        return mapping.route_to_row(item)
+
+    def from_row(self, row: Mapping[Any, Any]) -> Route:
+        return mapping.route_from_row(row)
+
+    def unique_detail(self, item: Route) -> str:
+        return "Route already exists."
+
+    async def by_address(self, domain_guid: str, host: str, path: str) -> Route | None:
+        return await self._one_where(
+            _routes.c.domain_guid == domain_guid,
+            _routes.c.host == host.lower(),
+            _routes.c.path_lower == path.lower(),
+        )
+
+
+class SqlDestinationRepo(SqlRepo[RouteDestination]):
+    table = _destinations
+    kind = "Destination"
+    filters: ClassVar[Mapping[str, Filter]] = {
+        "guids": _in(_destinations.c.guid),
+        "route_guids": _in(_destinations.c.route_guid),
+        "app_guids": _in(_destinations.c.app_guid),
+    }
+
+    def to_row(self, item: RouteDestination) -> dict[str, Any]:
+        return mapping.destination_to_row(item)
+
+    def from_row(self, row: Mapping[Any, Any]) -> RouteDestination:
+        return mapping.destination_from_row(row)
+
+    def unique_detail(self, item: RouteDestination) -> str:
+        return "The route already has this destination."
+
+    async def of_routes(self, route_guids: Sequence[str]) -> list[RouteDestination]:
+        if not route_guids:
+            return []
+        statement = (
+            select(_destinations)
+            .where(_destinations.c.route_guid.in_(list(route_guids)))
+            .order_by(_destinations.c.created_at, _destinations.c.id)
+        )
+        rows = (await self.conn.execute(statement)).mappings().all()
+        return [self.from_row(row) for row in rows]
+
+
 _events = tables.audit_events
 
 
@@ -854,6 +924,8 @@ class SqlTx:
         self.users = SqlUserRepo(conn, clock, dialect)
         self.roles = SqlRoleRepo(conn, clock, dialect)
         self.domains = SqlDomainRepo(conn, clock, dialect)
+        self.routes = SqlRouteRepo(conn, clock, dialect)
+        self.destinations = SqlDestinationRepo(conn, clock, dialect)
         self.events = SqlEventRepo(conn, clock, dialect)
         self.jobs = SqlJobRepo(conn, clock, dialect)
         self.queues = SqlQueueRepo(conn, clock)

@@ -305,6 +305,69 @@ domains = Table(
     *_timestamps(),
 )
 
+routes = Table(
+    "routes",
+    metadata,
+    _id(),
+    _guid(),
+    # Lower-case; "" for a route on the domain itself, "*" for a wildcard.
+    Column("host", String(63), nullable=False),
+    Column("path", String(128), nullable=False),
+    # The path as the router compares it (lower-case): what uniqueness is judged on.
+    Column("path_lower", String(128), nullable=False),
+    Column("port", Integer, nullable=True),
+    Column("protocol", String(16), nullable=False),
+    # A domain's routes go with it (CF deletes them); a space's routes go with the space.
+    Column(
+        "domain_guid",
+        String(36),
+        ForeignKey("domains.guid", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column(
+        "space_guid",
+        String(36),
+        ForeignKey("spaces.guid", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("load_balancing", String(32), nullable=True),
+    *_metadata_columns(),
+    *_timestamps(),
+    UniqueConstraint("domain_guid", "host", "path_lower", name="uq_routes_domain_host_path"),
+)
+
+route_destinations = Table(
+    "route_destinations",
+    metadata,
+    _id(),
+    _guid(),
+    Column(
+        "route_guid",
+        String(36),
+        ForeignKey("routes.guid", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    # An app's destinations go with the app.
+    Column(
+        "app_guid",
+        String(36),
+        ForeignKey("apps.guid", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("process_type", String(255), nullable=False),
+    Column("port", Integer, nullable=False),
+    Column("protocol", String(16), nullable=False),
+    Column("weight", Integer, nullable=True),
+    *_timestamps(),
+    UniqueConstraint(
+        "route_guid", "app_guid", "process_type", "port", name="uq_route_destinations_target"
+    ),
+)
+
 audit_events = Table(
     "audit_events",
     metadata,

@@ -1,0 +1,72 @@
+"""`overcast router`: one router on the shared bus (NATS), until SIGINT/SIGTERM.
+
+Routers keep no state: a restarted one announces itself on `router.start`, the cells register
+everything again at once, and it answers 503 (never 404) until that round was heard."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+
+from overcast.bus.factory import create_bus
+from overcast.core.logging import configure_logging, get_logger
+from overcast.core.settings import RouterSettings, stdout_is_terminal
+from overcast.router.service import RouterService
+
+log = get_logger(__name__)
+
+
+def install_fast_loop() -> None:
+    """uvloop where it is installed: the data plane's throughput roughly doubles."""
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        uvloop.install()
+
+
+async def run_router(settings: RouterSettings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    bus = create_bus(
+        settings.bus.kind,
+        settings.bus.url.get_secret_value(),
+        request_timeout=settings.bus.request_timeout_seconds,
+        max_reconnect_attempts=settings.bus.max_reconnect_attempts,
+        reconnect_wait=settings.bus.reconnect_wait_seconds,
+        name=f"router-{settings.router.id or settings.instance_name or 'overcast'}",
+    )
+    await bus.connect()
+    access_log = settings.router.access_log or settings.data_dir / "router" / "access.log"
+    service = RouterService(settings.router, bus, access_log=access_log)
+    ports = await service.start()
+    log.info("router.listening", port=ports.http, status_port=ports.status)
+    try:
+        await stop.wait()
+    finally:
+        await service.stop()
+        await bus.close()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(sig)
+
+
+def main(settings: RouterSettings) -> int:
+    configure_logging(settings.log_level, settings.log_format, terminal=stdout_is_terminal())
+    if settings.bus.kind == "memory":
+        print(
+            "overcast router: a standalone router needs a shared bus (set "
+            "OVERCAST_BUS__KIND=nats); `overcast up` runs one in process",
+            file=sys.stderr,
+        )
+        return 2
+    install_fast_loop()
+    try:
+        asyncio.run(run_router(settings))
+    except OSError as error:
+        print(f"overcast router: {error.strerror or error}", file=sys.stderr)
+        return 1
+    return 0
