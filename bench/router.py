@@ -106,9 +106,10 @@ def wrk(port: int) -> dict[str, float]:
 # --- the router in its own process ------------------------------------------------------------
 
 
-async def serve_router(port: int, backend: int) -> None:
+async def serve_router(port: int, backend: int, app_logs: bool) -> None:
     """A RouterService on the embedded bus with one route to `backend`, until killed."""
     from overcast.bus.memory import MemoryBus
+    from overcast.cmd.router import tune_gc
     from overcast.core.settings import RouterSection
     from overcast.router.endpoints import Endpoint
     from overcast.router.service import RouterService
@@ -122,9 +123,13 @@ async def serve_router(port: int, backend: int) -> None:
         register_interval_seconds=3600,
         prune_threshold_seconds=7200,
         ready_after_seconds=0,
+        app_access_logs=app_logs,
     )
-    service = RouterService(settings, bus, access_log=None)
+    # As deployed: an access log file and RTR lines; or neither (the data plane alone).
+    access_log = Path(tempfile.mkdtemp(prefix="overcast-bench-access-")) / "access.log"
+    service = RouterService(settings, bus, access_log=access_log if app_logs else None)
     await service.start()
+    tune_gc()  # as `overcast router` does
     service.table.register(
         HOST,
         Endpoint(host="127.0.0.1", port=backend, app_guid="bench"),
@@ -220,18 +225,18 @@ def _row(label: str, *values: str) -> None:
 
 
 def main() -> None:
-    if len(sys.argv) == 4 and sys.argv[1] == "--serve":
+    if len(sys.argv) == 5 and sys.argv[1] == "--serve":
         import uvloop
 
         uvloop.install()
-        asyncio.run(serve_router(int(sys.argv[2]), int(sys.argv[3])))
+        asyncio.run(serve_router(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "logs"))
         return
     for tool in ("wrk", "haproxy"):
         if shutil.which(tool) is None:
             sys.exit(f"bench/router.py needs {tool} (apt-get install wrk haproxy)")
     configure_logging("warning", "console")
     root = Path(tempfile.mkdtemp(prefix="overcast-bench-router-"))
-    backend, proxy, router = free_port(), free_port(), free_port()
+    backend, proxy, router, quiet = free_port(), free_port(), free_port(), free_port()
     processes = [
         haproxy(
             HAPROXY_GLOBAL
@@ -248,17 +253,24 @@ def main() -> None:
             "proxy",
         ),
         subprocess.Popen(
-            [sys.executable, __file__, "--serve", str(router), str(backend)],
+            [sys.executable, __file__, "--serve", str(router), str(backend), "logs"],
             stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ),
+        subprocess.Popen(
+            [sys.executable, __file__, "--serve", str(quiet), str(backend), "quiet"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         ),
     ]
     try:
-        for port in (backend, proxy, router):
+        for port in (backend, proxy, router, quiet):
             wait_port(port)
         time.sleep(0.5)
         results = {
             "direct to the backend": wrk(backend),
             "built-in router": wrk(router),
+            "built-in router, no access logs": wrk(quiet),
             "hand-configured HAProxy": wrk(proxy),
         }
     finally:

@@ -201,6 +201,9 @@ class RouterSection(_Section):
     backend_response_timeout_seconds: float = Field(default=60.0, gt=0)
     # Where to append the access log; empty: <data_dir>/router/access.log.
     access_log: Path | None = None
+    # Every request also as an `RTR` log line of its app (as CF does); it costs the data plane
+    # about a sixth of its throughput (bench/router.py).
+    app_access_logs: bool = True
 
     @model_validator(mode="after")
     def _threshold_beyond_interval(self) -> RouterSection:

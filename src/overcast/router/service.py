@@ -47,6 +47,7 @@ RTR_SOURCE = "RTR"
 # it they are dropped (logs are lossy, requests are not).
 ACCESS_QUEUE_RECORDS = 50_000
 ACCESS_DRAIN_SECONDS = 0.05
+ACCESS_BATCH = 32
 ACCESS_FLUSH_SECONDS = 0.5
 
 
@@ -270,6 +271,8 @@ class RouterService:
 
     def _on_access(self, record: AccessRecord) -> None:
         # On the request's path: only queued; formatting and publishing happen in batches.
+        if self.access_log.path is None and not self.settings.app_access_logs:
+            return
         if len(self._pending) < ACCESS_QUEUE_RECORDS:
             self._pending.append(record)
         else:
@@ -283,12 +286,16 @@ class RouterService:
     async def drain_access(self) -> None:
         """Write the queued records to the access log and send the apps' RTR lines."""
         pending = self._pending
+        done = 0
         while pending:
+            done += 1
+            if done % ACCESS_BATCH == 0:
+                await asyncio.sleep(0)  # let requests through between batches
             record = pending.popleft()
             line = access_line(record)
             self.access_log.add(line)
             endpoint = record.endpoint
-            if endpoint is None or not endpoint.app_guid:
+            if endpoint is None or not endpoint.app_guid or not self.settings.app_access_logs:
                 continue
             payload = LogLine.payload(
                 endpoint.app_guid,
