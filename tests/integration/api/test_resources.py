@@ -324,3 +324,14 @@ async def test_full_flow_on_postgres(api_on_postgres: Api) -> None:
     response = await api.http.delete(f"/v3/organizations/{org['guid']}", headers=api.admin)
     assert (await api.wait_job(response.headers["location"]))["state"] == "COMPLETE"
     assert (await api.http.get(f"/v3/apps/{app['guid']}", headers=api.admin)).status_code == 404
+
+
+async def test_every_v3_root_collection_answers(api: Api) -> None:
+    links = (await api.http.get("/v3")).json()["links"]
+    assert {"apps", "builds", "buildpacks", "droplets", "packages", "routes"} <= set(links)
+    for name, link in links.items():
+        if name in ("self", "info", "resource_matches"):  # resource_matches is POST-only
+            continue
+        response = await api.http.get(link["href"], headers=api.admin)
+        assert response.status_code == 200, (name, response.text)
+        assert "resources" in response.json(), name

@@ -20,10 +20,16 @@ router = APIRouter()
 V3_COLLECTIONS = (
     "apps",
     "audit_events",
+    "buildpacks",
+    "builds",
     "domains",
+    "droplets",
     "organizations",
+    "packages",
     "processes",
+    "resource_matches",
     "roles",
+    "routes",
     "spaces",
     "users",
 )
