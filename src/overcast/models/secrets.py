@@ -36,6 +36,19 @@ def mask_url_passwords(text: str) -> str:
     return _URL_PASSWORD.sub(lambda m: f"{m.group('head')}{HIDDEN}@", text)
 
 
+def mask_query(target: str) -> str:
+    """A request target with the values of secret-looking query parameters hidden
+    (`/cb?code=1&access_token=abc` -> `/cb?code=1&access_token=[PRIVATE DATA HIDDEN]`)."""
+    path, question, query = target.partition("?")
+    if not question:
+        return target
+    parts = []
+    for pair in query.split("&"):
+        name, equals, _ = pair.partition("=")
+        parts.append(f"{name}={HIDDEN}" if equals and looks_secret(name) else pair)
+    return f"{path}?{'&'.join(parts)}"
+
+
 def mask(value: Any) -> Any:
     """Recursively hide values under secret-looking keys and whole environment maps."""
     if isinstance(value, Mapping):

@@ -35,6 +35,7 @@ from overcast.bus.subjects import (
 )
 from overcast.core.logging import get_logger
 from overcast.core.settings import RouterSection
+from overcast.models.secrets import mask_query
 from overcast.router.endpoints import AccessRecord, Endpoint, Route
 from overcast.router.proxy import ProxyOptions, ProxyServer
 from overcast.router.status import StatusServer
@@ -63,7 +64,8 @@ def access_line(record: AccessRecord) -> str:
     endpoint = record.endpoint
     backend = endpoint.address if endpoint else "-"
     parts = [
-        f'{record.host} - [{when}] "{record.method} {record.target} HTTP/1.1" {record.status}',
+        f'{record.host} - [{when}] "{record.method} {mask_query(record.target)} HTTP/1.1" '
+        f"{record.status}",
         f"{record.bytes_received} {record.bytes_sent}",
         f'"{record.referer or "-"}" "{record.user_agent or "-"}"',
         f'"{record.client}" "{backend}"',

@@ -183,3 +183,33 @@ def test_the_table_ends_as_the_newest_message_per_source_says(
     )
     expected = {port for (_, port), (_, op) in newest.items() if op == "register"}
     assert present == expected
+
+
+def test_access_lines_hide_secret_query_values() -> None:
+    from overcast.router.endpoints import AccessRecord
+    from overcast.router.service import access_line
+
+    record = AccessRecord(
+        request_id="r-1",
+        client="10.0.0.9",
+        method="GET",
+        target="/cb?code=7&access_token=abc123&Password=hunter2",
+        host="app.com",
+        status=200,
+        bytes_received=0,
+        bytes_sent=5,
+        started_at=0.0,
+        duration_seconds=0.001,
+        endpoint=ep(1),
+    )
+    line = access_line(record)
+    assert "abc123" not in line and "hunter2" not in line
+    assert "code=7" in line and 'vcap_request_id:"r-1"' in line and '"10.0.0.1:1"' in line
+
+
+def test_the_fast_log_line_payload_is_the_schemas_wire_form() -> None:
+    from overcast.bus.messages import LogLine
+
+    payload = LogLine.payload("app-1", "RTR", "a line", 123, instance_guid="i-1")
+    assert LogLine.parse(payload).wire() == payload
+    assert LogLine.payload("app-1", "RTR", "x", 1, stream="stderr")["instance_guid"] is None
