@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, Self
 
 from overcast.bus.base import Bus, BusError, Message, Subscription
-from overcast.bus.messages import BadMessage
+from overcast.bus.messages import BadMessage, parse_log_message
 from overcast.bus.messages import LogLine as LogLine  # re-exported for the API layer
 from overcast.bus.subjects import ALL_APP_LOGS, app_logs
 from overcast.controller.access import Caller, forbid, visible_app
@@ -193,16 +193,17 @@ class LogBuffer:
 
     async def _on_message(self, message: Message) -> None:
         try:
-            line = LogLine.parse(message.data)
+            lines = parse_log_message(message.data)
         except BadMessage:
             self.malformed += 1
             log.warning("logs.malformed_line", subject=message.subject)
             return
-        if message.subject != _subject_of(line.app_guid):
-            self.malformed += 1
-            log.warning("logs.subject_mismatch", subject=message.subject)
-            return
-        self.add(line)
+        for line in lines:
+            if message.subject != _subject_of(line.app_guid):
+                self.malformed += 1
+                log.warning("logs.subject_mismatch", subject=message.subject)
+                continue
+            self.add(line)
 
     def add(self, line: LogLine) -> None:
         """Keep a line and hand it to the app's live listeners."""

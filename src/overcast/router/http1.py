@@ -12,9 +12,10 @@ from __future__ import annotations
 import itertools
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from http import HTTPStatus
+from typing import NamedTuple
 
 CRLF = b"\r\n"
 
@@ -64,6 +65,8 @@ _CHUNK_EXT = re.compile(
 # brackets; then an optional port.
 _HOST = re.compile(rb"([A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(?::([0-9]{0,5}))?")
 _MAX_REQUEST_ID = 200
+# The most entries a cache of parsed values (host fields, response lines) holds.
+_CACHE_MAX = 4096
 
 
 class ProtocolError(Exception):
@@ -98,7 +101,7 @@ _ID_COUNTER = itertools.count(1)
 
 
 def new_request_id() -> str:
-    return f"{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFFFFFFFFFF:012x}"
+    return _ID_PREFIX + "%012x" % (next(_ID_COUNTER) & 0xFFFFFFFFFFFF)
 
 
 def forwarded_for(existing: bytes | None, client_ip: str) -> bytes:
@@ -115,17 +118,26 @@ def connection_tokens(value: bytes) -> frozenset[bytes]:
     )
 
 
+# Host field values seen before (bounded; cleared when full): clients repeat theirs.
+_ROUTING_HOSTS: dict[bytes, str | None] = {}
+
+
 def routing_host(host: bytes) -> str | None:
     """The lower-cased host name of a Host field value without its port; None when the value is
     not a host."""
+    try:
+        return _ROUTING_HOSTS[host]
+    except KeyError:
+        pass
     match = _HOST.fullmatch(host)
-    if match is None:
-        return None
-    return match.group(1).decode("ascii").lower()
+    routed = None if match is None else match.group(1).decode("ascii").lower()
+    if len(_ROUTING_HOSTS) >= _CACHE_MAX:
+        _ROUTING_HOSTS.clear()
+    _ROUTING_HOSTS[host] = routed
+    return routed
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
+class Target(NamedTuple):
     """A request target as forwarded (origin-form) and as routed (path without query)."""
 
     forward: bytes
@@ -140,11 +152,13 @@ def split_target(target: bytes, method: bytes, host: bytes) -> Target:
     (`*`) only for OPTIONS, routed as `/`. Anything else (authority-form is CONNECT's) raises."""
     if target[:1] == b"/":
         end = len(target)
-        for separator in (b"?", b"#"):
-            index = target.find(separator)
-            if 0 <= index < end:
-                end = index
-        return Target(target, target[:end].decode("latin-1"))
+        if b"?" in target or b"#" in target:
+            for separator in (b"?", b"#"):
+                index = target.find(separator)
+                if 0 <= index < end:
+                    end = index
+            return Target(target, target[:end].decode("latin-1"))
+        return Target(target, target.decode("latin-1"))
     if target == b"*":
         if method != b"OPTIONS":
             raise ProtocolError("asterisk-form target is for OPTIONS only")
@@ -193,6 +207,8 @@ class ResponseHead:
     transfer_encoding: bool
     keep_alive: bool
     upgrade: bytes | None
+    # `fields` rendered (`name: value` CRLF each), for a relay that adds nothing in between.
+    rendered: list[bytes] = field(default_factory=list)
 
     def body_kind(self, request_method: bytes) -> BodyKind:
         """Where this response's body ends (RFC 9112 6.3)."""
@@ -206,33 +222,73 @@ class ResponseHead:
         return BodyKind.CLOSE
 
 
+# Backends repeat their status lines and most header lines: each one is checked once, then
+# looked up (bounded; cleared when full).
+_STATUS_LINES: dict[bytes, tuple[int, int, bytes]] = {}
+# A header line -> its name, value (OWS stripped), lower-cased name and rendered form.
+_HEADER_LINES: dict[bytes, tuple[bytes, bytes, bytes, bytes]] = {}
+_CL, _TE_FIELD, _CONN, _UPG, _HOP, _REPLACED = range(6)
+_RESPONSE_SPECIAL: dict[bytes, int] = {
+    **{name: _HOP for name in HOP_BY_HOP},
+    **{name: _REPLACED for name in RESPONSE_REPLACED},
+    b"content-length": _CL,
+    b"transfer-encoding": _TE_FIELD,
+    b"connection": _CONN,
+    b"upgrade": _UPG,
+}
+
+
+def _status_line(line: bytes) -> tuple[int, int, bytes]:
+    match = _STATUS_LINE.fullmatch(line)
+    if match is None:
+        raise ProtocolError("invalid status line")
+    parsed = (int(match.group(1)), int(match.group(2)), match.group(3) or b"")
+    if len(_STATUS_LINES) >= _CACHE_MAX:
+        _STATUS_LINES.clear()
+    _STATUS_LINES[line] = parsed
+    return parsed
+
+
+def _header_line(line: bytes) -> tuple[bytes, bytes, bytes, bytes]:
+    name, colon, value = line.partition(b":")
+    if not colon or _TOKEN.fullmatch(name) is None:
+        raise ProtocolError("invalid header line")  # also obs-fold: it starts with SP/HTAB
+    value = value.strip(b" \t")
+    if _FIELD_VALUE.fullmatch(value) is None:
+        raise ProtocolError("invalid header value")
+    parsed = (name, value, name.lower(), name + b": " + value + CRLF)
+    if len(_HEADER_LINES) >= _CACHE_MAX:
+        _HEADER_LINES.clear()
+    _HEADER_LINES[line] = parsed
+    return parsed
+
+
 def parse_response_head(head: bytes) -> ResponseHead:
     """Parse a response head: the bytes before the blank line (its final CRLF CRLF excluded).
     Lines end with CRLF; obsolete folding, bare CR or LF, invalid names, whitespace before a
     colon, both Content-Length and Transfer-Encoding, or conflicting lengths raise."""
     lines = head.split(CRLF)
-    match = _STATUS_LINE.fullmatch(lines[0])
-    if match is None:
-        raise ProtocolError("invalid status line")
-    minor = int(match.group(1))
-    status = int(match.group(2))
+    first = lines[0]
+    minor, status, reason = _STATUS_LINES.get(first) or _status_line(first)
     fields: list[tuple[bytes, bytes]] = []
+    rendered: list[bytes] = []
     content_length: int | None = None
     codings: list[bytes] = []
     transfer_encoding = False
     options: frozenset[bytes] = frozenset()
     upgrade: bytes | None = None
     kept: list[bytes] = []
+    cache = _HEADER_LINES
+    special = _RESPONSE_SPECIAL
     for index in range(1, len(lines)):
         line = lines[index]
-        name, colon, value = line.partition(b":")
-        if not colon or _TOKEN.fullmatch(name) is None:
-            raise ProtocolError("invalid header line")  # also obs-fold: it starts with SP/HTAB
-        value = value.strip(b" \t")
-        if _FIELD_VALUE.fullmatch(value) is None:
-            raise ProtocolError("invalid header value")
-        lower = name.lower()
-        if lower == b"content-length":
+        name, value, lower, line_out = cache.get(line) or _header_line(line)
+        kind = special.get(lower)
+        if kind is None:
+            fields.append((name, value))
+            rendered.append(line_out)
+            kept.append(lower)
+        elif kind == _CL:
             for part in value.split(b","):
                 part = part.strip(b" \t")
                 if _DIGITS.fullmatch(part) is None:
@@ -241,20 +297,13 @@ def parse_response_head(head: bytes) -> ResponseHead:
                 if content_length is not None and content_length != length:
                     raise ProtocolError("conflicting Content-Length")
                 content_length = length
-            continue
-        if lower in HOP_BY_HOP:
-            if lower == b"transfer-encoding":
-                transfer_encoding = True
-                codings += [c.strip(b" \t").lower() for c in value.split(b",")]
-            elif lower == b"connection":
-                options = options | connection_tokens(value)
-            elif lower == b"upgrade":
-                upgrade = value
-            continue
-        if lower in RESPONSE_REPLACED:
-            continue
-        fields.append((name, value))
-        kept.append(lower)
+        elif kind == _TE_FIELD:
+            transfer_encoding = True
+            codings += [c.strip(b" \t").lower() for c in value.split(b",")]
+        elif kind == _CONN:
+            options = options | connection_tokens(value)
+        elif kind == _UPG:
+            upgrade = value
     if transfer_encoding and content_length is not None:
         raise ProtocolError("both Content-Length and Transfer-Encoding")
     chunked = False
@@ -262,20 +311,27 @@ def parse_response_head(head: bytes) -> ResponseHead:
         if b"" in codings or codings.count(b"chunked") > (1 if codings[-1] == b"chunked" else 0):
             raise ProtocolError("invalid Transfer-Encoding")
         chunked = codings[-1] == b"chunked"
-    named = options - NOT_CONNECTION_NAMED
-    if named:
-        fields = [field for field, lower in zip(fields, kept, strict=True) if lower not in named]
-    keep_alive = b"keep-alive" in options if minor == 0 else b"close" not in options
+    if options:
+        named = options - NOT_CONNECTION_NAMED
+        if named:
+            pairs = zip(fields, rendered, kept, strict=True)
+            left = [(f, r) for f, r, lower in pairs if lower not in named]
+            fields = [f for f, _ in left]
+            rendered = [r for _, r in left]
+        keep_alive = b"keep-alive" in options if minor == 0 else b"close" not in options
+    else:
+        keep_alive = minor != 0
     return ResponseHead(
         minor=minor,
         status=status,
-        reason=match.group(3) or b"",
+        reason=reason,
         fields=fields,
         content_length=content_length,
         chunked=chunked,
         transfer_encoding=transfer_encoding,
         keep_alive=keep_alive,
         upgrade=upgrade,
+        rendered=rendered,
     )
 
 

@@ -7,20 +7,47 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
+from typing import Protocol
 
 from overcast.router.channel import Channel
 
 
+class FastReceiver(Protocol):
+    """Who takes a backend connection's events from its callbacks during a fast exchange."""
+
+    def backend_data(self, data: bytes) -> None: ...
+
+    def wake(self) -> None: ...
+
+
 class BackendConnection(Channel):
     """A connection to one endpoint. Bytes arriving while it sits idle in the pool make it
-    unusable (a response to nothing)."""
+    unusable (a response to nothing).
 
-    __slots__ = ("address", "idle_since")
+    While `receiver` is set (a client connection's fast exchange), received bytes go to its
+    `backend_data` instead of the queue, and the end of the stream or a `wake` wakes the
+    receiver instead (which takes its bytes back into the queue: see proxy.py)."""
+
+    __slots__ = ("address", "idle_since", "receiver")
 
     def __init__(self, address: str, on_lost: Callable[[Channel], None] | None = None) -> None:
         super().__init__(on_lost)
         self.address = address
         self.idle_since = 0.0
+        self.receiver: FastReceiver | None = None
+
+    def data_received(self, data: bytes) -> None:
+        receiver = self.receiver
+        if receiver is not None:
+            receiver.backend_data(data)
+        else:
+            Channel.data_received(self, data)
+
+    def wake(self) -> None:
+        receiver = self.receiver
+        if receiver is not None:
+            receiver.wake()  # hands the exchange over: `receiver` is None after
+        Channel.wake(self)
 
     @property
     def reusable(self) -> bool:

@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from overcast.core.logging import get_logger
 from overcast.router import http1
-from overcast.router.balancer import Balancer
+from overcast.router.balancer import Balancer, EndpointState
 from overcast.router.channel import HIGH_WATER, Channel
 from overcast.router.endpoints import AccessRecord, AccessSink, Endpoint, Resolver, Route
 from overcast.router.http1 import BodyKind, ProtocolError
@@ -83,15 +83,52 @@ _LOOKUP = (500, "route_lookup_failed", "500 Internal Server Error: Route lookup 
 _REQUEST_TIMEOUT = (408, "request_timeout", "408 Request Timeout\n")
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _RETRYABLE = frozenset({b"GET", b"HEAD"})
+# The fast path holds a request body, or a response (head and body), this large whole.
+_FAST_MAX = 64 * 1024
 
 
 class _Stale(Exception):
     """A pooled connection was closed by its backend before answering anything."""
 
 
+def _nothing() -> None:
+    pass
+
+
+class _Handoff:
+    """A request the fast path began and the task finishes: the endpoint chosen (and counted
+    in flight), and when the request was already sent, its connection, head and deadline."""
+
+    __slots__ = ("connection", "deadline", "endpoint", "head", "route", "state")
+
+    def __init__(
+        self,
+        route: Route,
+        endpoint: Endpoint,
+        state: EndpointState,
+        connection: BackendConnection | None = None,
+        head: bytes = b"",
+        deadline: float = 0.0,
+    ) -> None:
+        self.route = route
+        self.endpoint = endpoint
+        self.state = state
+        self.connection = connection
+        self.head = head
+        self.deadline = deadline
+
+
 class _ClientConnection(Channel):
     """One client connection: the llhttp callbacks fill a queue of requests, one task serves
-    them in order. After a WebSocket upgrade the connection is a plain byte stream."""
+    them in order. After a WebSocket upgrade the connection is a plain byte stream.
+
+    The fast path: the common exchange (the task idle, one complete request with at most a
+    small body, a pooled backend connection, a response of a known length that arrives whole
+    within a few reads) is served from the callbacks alone, without waking the task: the
+    request is written from `data_received`, the response relayed from the backend
+    connection's. Anything else on the way (1xx, an upgrade, a chunked or long or invalid
+    response, the backend closing, a timeout, more client bytes, the client leaving, a stop)
+    hands the exchange to the task, which carries on exactly as if it had begun it."""
 
     def __init__(self, server: ProxyServer) -> None:
         super().__init__()
@@ -102,12 +139,28 @@ class _ClientConnection(Channel):
             max_headers=options.max_headers,
             clock=options.clock,
             wall_clock=options.wall_clock,
-            on_event=self.wake,
+            on_event=_nothing,  # data_received wakes the task when it has something to do
         )
         self._requests = self._reader.requests
         self._raw = False
         self._idle = True
         self._accepted = 0.0
+        # When the last request was answered (loop time); -1 before the first.
+        self._last_done = -1.0
+        # The task waits for a request (in `_next_request`) and nothing woke it since.
+        self._parked = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # The fast exchange in progress (its request is `_requests[0]`).
+        self._fast: Request | None = None
+        self._fast_plan: _Handoff | None = None
+        self._fast_buffer = b""  # what the backend sent so far
+        self._fast_response: http1.ResponseHead | None = None
+        self._fast_start = 0  # where the response body starts in the buffer
+        self._fast_end = 0  # and ends
+        # One timer per connection for the fast exchanges' response deadlines, moved lazily.
+        self._fast_timer: asyncio.TimerHandle | None = None
+        # What the fast path began and the task is to finish.
+        self._handoff: _Handoff | None = None
         self._peer = ""
         self._task: asyncio.Task[None] | None = None
         self._backend: BackendConnection | None = None
@@ -120,16 +173,20 @@ class _ClientConnection(Channel):
         super().connection_made(transport)
         peer = transport.get_extra_info("peername")
         self._peer = str(peer[0]) if isinstance(peer, tuple) and peer else ""
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         self._accepted = loop.time()
         self._server._connection_made(self)
         self._task = loop.create_task(self._run())
 
     def connection_lost(self, exc: Exception | None) -> None:
-        super().connection_lost(exc)
+        super().connection_lost(exc)  # wakes: a fast exchange is handed over
         backend = self._backend
         if backend is not None:
             backend.abort()
+        timer = self._fast_timer
+        if timer is not None:
+            self._fast_timer = None
+            timer.cancel()
         self._server._connection_lost(self)
 
     def data_received(self, data: bytes) -> None:
@@ -137,15 +194,33 @@ class _ClientConnection(Channel):
             super().data_received(data)
             return
         reader = self._reader
+        requests = self._requests
+        fast = self._parked and not requests and self._fast is None
         rest = reader.feed(data)
         if reader.broken:
             self._pause_reading()
+            self.wake()
             return
         if reader.upgraded:
             self._raw = True
             if rest:
                 Channel.data_received(self, rest)
+        try:
+            handled = fast and len(requests) == 1 and self._try_fast(requests[0])
+        except Exception:
+            log.exception("router.connection_failed", client=self._peer)
+            self.abort()  # the task records what it can
+            return
+        if not handled:
+            self.wake()
         self._flow()
+
+    def wake(self) -> None:
+        """Wake the task; a fast exchange in progress is handed over to it first."""
+        self._parked = False
+        if self._fast is not None:
+            self._handover()
+        Channel.wake(self)
 
     def eof_received(self) -> bool | None:
         # A client that stops sending has gone (as for Go's net/http and nginx): what it asked
@@ -174,11 +249,9 @@ class _ClientConnection(Channel):
             self.wake()
 
     async def _run(self) -> None:
-        first = True
         try:
             while True:
-                request = await self._next_request(first)
-                first = False
+                request = await self._next_request()
                 if request is None:
                     break
                 try:
@@ -186,6 +259,7 @@ class _ClientConnection(Channel):
                 finally:
                     self._requests.popleft()
                     self._server._record(request, self._peer)
+                    self._last_done = asyncio.get_running_loop().time()
                 if not keep or self.closed or self._server.closing:
                     break
                 self._flow()
@@ -193,39 +267,53 @@ class _ClientConnection(Channel):
             log.exception("router.connection_failed", client=self._peer)
         finally:
             self._idle = False
+            self._parked = False
+            if self._fast is not None:
+                self._handover()
+            handoff = self._handoff
+            if handoff is not None:  # cancelled (stop) before it was served
+                self._handoff = None
+                self._server.balancer.release(handoff.state)
+                if handoff.connection is not None:
+                    handoff.connection.abort()
             backend = self._backend
             if backend is not None:
                 backend.abort()
             self.close()
 
-    async def _next_request(self, first: bool) -> Request | None:
+    async def _next_request(self) -> Request | None:
         loop = asyncio.get_running_loop()
         options = self._options
         server = self._server
         if not self._requests:
-            if first:
-                deadline = self._accepted + options.client_header_timeout
-            else:
-                deadline = loop.time() + options.client_idle_timeout
             self._idle = True
             try:
                 while not self._requests:
                     if self.eof or server.closing:
                         return None
+                    # Before the first request, the header timeout from the accept; after
+                    # one (served here or by the fast path), the idle timeout from its end.
+                    if self._last_done < 0:
+                        deadline = self._accepted + options.client_header_timeout
+                    else:
+                        deadline = self._last_done + options.client_idle_timeout
                     remaining = deadline - loop.time()
-                    if (remaining <= 0 or not await self.wait(remaining)) and not self._requests:
+                    if remaining <= 0:
                         return None
+                    self._parked = True
+                    await self.wait(remaining)
+                    if self._fast is not None:  # the wait timed out mid fast exchange
+                        self.wake()
             finally:
                 self._idle = False
-            if not first:
-                deadline = loop.time() + options.client_header_timeout
-        else:
-            deadline = (
-                self._accepted + options.client_header_timeout
-                if first
-                else loop.time() + options.client_header_timeout
-            )
+                self._parked = False
         request = self._requests[0]
+        if self._handoff is not None:
+            return request
+        if self._last_done < 0:
+            deadline = self._accepted + options.client_header_timeout
+        else:
+            deadline = loop.time() + options.client_header_timeout
         while not (request.head_done or request.error):
             if self.eof:
                 return None
@@ -270,7 +358,9 @@ class _ClientConnection(Channel):
         self._server.metrics.router_answers.labels(error).inc()
         return not close
 
-    async def _serve(self, request: Request) -> bool:
+    def _dispatch(self, request: Request) -> Route | bool:
+        """The route to proxy `request` to; or, when the router answers it itself, whether
+        the connection stays open."""
         server = self._server
         if request.error is not None:
             return self._answer(request, request.error, close=True)
@@ -287,18 +377,38 @@ class _ClientConnection(Channel):
         if not route.endpoints:
             body = _NO_ENDPOINTS.format(host=request.host)
             return self._answer(request, (503, "no_endpoints", body))
+        return route
+
+    async def _serve(self, request: Request) -> bool:
+        handoff = self._handoff
+        if handoff is not None:
+            self._handoff = None
+            return await self._proxy(request, handoff.route, handoff)
+        route = self._dispatch(request)
+        if isinstance(route, bool):
+            return route
         return await self._proxy(request, route)
 
-    async def _proxy(self, request: Request, route: Route) -> bool:
+    async def _proxy(self, request: Request, route: Route, handoff: _Handoff | None = None) -> bool:
         server = self._server
         balancer = server.balancer
         tried: set[str] = set()
         while True:
-            endpoint = balancer.pick(route, tried)
-            if endpoint is None:
-                return self._answer(request, _FAILED if tried else _LIMIT)
-            state = balancer.acquire(endpoint)
+            sent: _Handoff | None = None
+            if handoff is not None:
+                endpoint, state = handoff.endpoint, handoff.state
+                if handoff.connection is not None:
+                    sent = handoff
+                handoff = None
+            else:
+                picked = balancer.pick(route, tried)
+                if picked is None:
+                    return self._answer(request, _FAILED if tried else _LIMIT)
+                endpoint = picked
+                state = balancer.acquire(endpoint)
             try:
+                if sent is not None and sent.connection is not None:
+                    return await self._exchange(request, endpoint, sent.connection, True, sent)
                 connection = server.pool.take(endpoint.address)
                 reused = connection is not None
                 if connection is None:
@@ -315,6 +425,170 @@ class _ClientConnection(Channel):
             finally:
                 balancer.release(state)
 
+    # -- the fast path -------------------------------------------------------------------------
+
+    def _try_fast(self, request: Request) -> bool:
+        """Serve `request` from this callback if it is the common case; False: the task serves
+        it (with the endpoint chosen here, if one was: `_handoff`)."""
+        if (
+            not request.complete
+            or request.websocket
+            or request.expect_continue
+            or request.body_buffered > _FAST_MAX
+            or self._write_paused
+            or self.eof
+        ):
+            return False
+        server = self._server
+        if server.closing:
+            return False
+        route = self._dispatch(request)
+        if isinstance(route, bool):
+            self._finish(request, route)
+            return True
+        balancer = server.balancer
+        endpoint = balancer.pick(route)
+        if endpoint is None:
+            self._finish(request, self._answer(request, _LIMIT))
+            return True
+        state = balancer.acquire(endpoint)
+        connection = server.pool.take(state.address)
+        if connection is None:
+            self._handoff = _Handoff(route, endpoint, state)  # the task connects
+            return False
+        request.endpoint = endpoint
+        head = render_request_head(request, self._peer, server.scheme)
+        if request.body or request.chunked:
+            parts = self._take_body(request)
+            if request.chunked:
+                parts.append(http1.LAST_CHUNK)
+            connection.writelines([head, *parts])
+        else:
+            connection.write(head)
+        loop = self._loop
+        assert loop is not None
+        deadline = loop.time() + self._options.backend_response_timeout
+        self._fast = request
+        self._fast_plan = _Handoff(route, endpoint, state, connection, head, deadline)
+        self._backend = connection
+        connection.receiver = self
+        if self._fast_timer is None:
+            self._fast_timer = loop.call_at(deadline, self._fast_timeout)
+        return True
+
+    def _fast_timeout(self) -> None:
+        self._fast_timer = None
+        plan = self._fast_plan
+        if self._fast is None or plan is None:
+            return
+        loop = self._loop
+        assert loop is not None
+        if loop.time() < plan.deadline:
+            self._fast_timer = loop.call_at(plan.deadline, self._fast_timeout)
+        else:
+            self.wake()  # the task answers 504
+
+    def backend_data(self, data: bytes) -> None:
+        """Bytes from the backend connection of the fast exchange in progress."""
+        request = self._fast
+        assert request is not None
+        buffer = self._fast_buffer + data if self._fast_buffer else data
+        self._fast_buffer = buffer
+        response = self._fast_response
+        if response is None:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buffer) > self._options.max_response_header_bytes or b"\n\n" in buffer:
+                    self.wake()  # the task answers 502
+                return
+            try:
+                response = http1.parse_response_head(buffer[:end])
+            except ProtocolError:
+                self.wake()  # the task answers 502
+                return
+            status = response.status
+            kind = response.body_kind(request.method)
+            start = end + 4
+            if status < 200:
+                total = _FAST_MAX + 1  # 1xx, 101: for the task
+            elif kind is BodyKind.LENGTH:
+                total = start + (response.content_length or 0)
+            elif kind is BodyKind.NONE:
+                total = start
+            else:
+                total = _FAST_MAX + 1  # chunked or until close: streamed by the task
+            if total > _FAST_MAX:
+                self.wake()
+                return
+            self._fast_response = response
+            self._fast_start = start
+            self._fast_end = total
+        if len(buffer) >= self._fast_end:
+            self._fast_respond(request, response, buffer)
+
+    def _fast_respond(self, request: Request, response: http1.ResponseHead, buffer: bytes) -> None:
+        """The whole response is in `buffer`: relay it in one write, end the exchange."""
+        server = self._server
+        plan = self._fast_plan
+        assert plan is not None and plan.connection is not None
+        connection = plan.connection
+        start, end = self._fast_start, self._fast_end
+        status = response.status
+        keep = (
+            request.keep_alive and not self._reader.broken and not self.eof and not server.closing
+        )
+        # As `_respond` renders it: the fields as received, then the proxy's own.
+        parts = [b"HTTP/1.1 %d %s\r\n" % (status, response.reason), *response.rendered]
+        if end > start or (response.content_length is not None and status != 204):
+            parts.append(b"Content-Length: %d\r\n" % (response.content_length or 0))
+        if keep:
+            if not request.http11:
+                parts.append(b"Connection: keep-alive\r\n")
+        else:
+            parts.append(b"Connection: close\r\n")
+        parts += (b"X-Request-Id: ", (request.request_id or "").encode("ascii"), b"\r\n\r\n")
+        if end > start:
+            parts.append(buffer[start:end])
+            request.bytes_out += end - start
+        request.status = status
+        self.write(b"".join(parts))
+        self._fast = None
+        self._fast_plan = None
+        self._fast_buffer = b""
+        self._fast_response = None
+        self._backend = None
+        connection.receiver = None
+        server.balancer.release(plan.state)
+        if response.keep_alive and len(buffer) == end and not server.closing:
+            server.pool.put(connection)
+        else:
+            connection.close()
+        self._finish(request, keep)
+
+    def _handover(self) -> None:
+        """Give the fast exchange in progress to the task: what the backend sent goes back
+        into the connection's queue, and `_serve` carries on from there."""
+        plan = self._fast_plan
+        assert plan is not None and plan.connection is not None
+        connection = plan.connection
+        self._fast = None
+        self._fast_plan = None
+        connection.receiver = None
+        connection.unread(self._fast_buffer)
+        self._fast_buffer = b""
+        self._fast_response = None
+        self._handoff = plan
+
+    def _finish(self, request: Request, keep: bool) -> None:
+        """After the fast path answered `request`: record it; close unless kept."""
+        self._requests.popleft()
+        self._server._record(request, self._peer)
+        loop = self._loop
+        assert loop is not None
+        self._last_done = loop.time()
+        if not keep or self.closed or self._server.closing:
+            self.close()
+
     def _take_body(self, request: Request) -> list[bytes]:
         body = request.body
         parts: list[bytes] = []
@@ -329,24 +603,34 @@ class _ClientConnection(Channel):
         return parts
 
     async def _exchange(
-        self, request: Request, endpoint: Endpoint, connection: BackendConnection, reused: bool
+        self,
+        request: Request,
+        endpoint: Endpoint,
+        connection: BackendConnection,
+        reused: bool,
+        sent: _Handoff | None = None,
     ) -> bool:
+        """Send the request (unless the fast path `sent` it) and relay the response."""
         server = self._server
-        head = render_request_head(request, self._peer, self._server.scheme)
         self._pump_failure = None
         self._backend = connection
         pump: asyncio.Task[None] | None = None
+        deadline: float | None = None
         try:
-            if request.complete:
-                parts = self._take_body(request)
-                if request.chunked:
-                    parts.append(http1.LAST_CHUNK)
-                connection.writelines([head, *parts])
+            if sent is not None:
+                head, deadline = sent.head, sent.deadline
             else:
-                connection.write(head)
-                pump = asyncio.get_running_loop().create_task(self._pump(request, connection))
+                head = render_request_head(request, self._peer, self._server.scheme)
+                if request.complete:
+                    parts = self._take_body(request)
+                    if request.chunked:
+                        parts.append(http1.LAST_CHUNK)
+                    connection.writelines([head, *parts])
+                else:
+                    connection.write(head)
+                    pump = asyncio.get_running_loop().create_task(self._pump(request, connection))
             try:
-                return await self._relay(request, connection, pump, reused)
+                return await self._relay(request, connection, pump, reused, deadline)
             except _Stale:
                 connection.abort()
             # The pooled connection had been closed by the backend: once more, on a new one.
@@ -434,12 +718,14 @@ class _ClientConnection(Channel):
         connection: BackendConnection,
         pump: asyncio.Task[None] | None,
         reused: bool,
+        deadline: float | None = None,
     ) -> bool:
         """Read the response head (skipping 1xx), then stream the response to the client."""
         options = self._options
         loop = asyncio.get_running_loop()
         timeout = options.backend_response_timeout
-        deadline = loop.time() + timeout if pump is None else None
+        if deadline is None and pump is None:
+            deadline = loop.time() + timeout
         buffer = b""
         while True:
             data = connection.take()

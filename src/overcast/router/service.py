@@ -23,9 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from overcast.bus.base import Bus, BusState, Message, Subscription
-from overcast.bus.messages import BadMessage, LogLine, RouteRegistration, RouterStart
+from overcast.bus.messages import BadMessage, LogBatch, LogLine, RouteRegistration, RouterStart
 from overcast.bus.subjects import (
     ROUTER_GREET,
     ROUTER_REGISTER,
@@ -49,6 +50,8 @@ RTR_SOURCE = "RTR"
 ACCESS_QUEUE_RECORDS = 50_000
 ACCESS_DRAIN_SECONDS = 0.05
 ACCESS_BATCH = 32
+# RTR lines of one app per bus message, at most.
+MAX_BATCH_LINES = 500
 ACCESS_FLUSH_SECONDS = 0.5
 
 
@@ -58,9 +61,26 @@ class RouterPorts:
     status: int
 
 
+_second_cache: dict[int, str] = {}
+
+
+def _timestamp(moment: float) -> str:
+    """ISO 8601 with microseconds; the formatting of the whole second is cached (a request's
+    line is formatted thousands of times a second)."""
+    second = int(moment)
+    text = _second_cache.get(second)
+    if text is None:
+        if len(_second_cache) > 4:
+            _second_cache.clear()
+        text = _second_cache[second] = datetime.fromtimestamp(second, UTC).strftime(
+            "%Y-%m-%dT%H:%M:%S"
+        )
+    return f"{text}.{int((moment - second) * 1_000_000):06d}Z"
+
+
 def access_line(record: AccessRecord) -> str:
     """One request in the gorouter access log format (what `cf logs` shows for RTR)."""
-    when = datetime.fromtimestamp(record.started_at, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    when = _timestamp(record.started_at)
     endpoint = record.endpoint
     backend = endpoint.address if endpoint else "-"
     parts = [
@@ -286,8 +306,10 @@ class RouterService:
             await self.drain_access()
 
     async def drain_access(self) -> None:
-        """Write the queued records to the access log and send the apps' RTR lines."""
+        """Write the queued records to the access log and send the apps' RTR lines, one
+        LogBatch per app per round."""
         pending = self._pending
+        batches: dict[str, list[dict[str, Any]]] = {}
         done = 0
         while pending:
             done += 1
@@ -299,17 +321,28 @@ class RouterService:
             endpoint = record.endpoint
             if endpoint is None or not endpoint.app_guid or not self.settings.app_access_logs:
                 continue
-            payload = LogLine.payload(
-                endpoint.app_guid,
-                RTR_SOURCE,
-                line,
-                int(record.started_at * 1e9),
-                instance_guid=endpoint.instance_guid or None,
+            batch = batches.get(endpoint.app_guid)
+            if batch is None:
+                batch = batches[endpoint.app_guid] = []
+            batch.append(
+                LogLine.payload(
+                    endpoint.app_guid,
+                    RTR_SOURCE,
+                    line,
+                    int(record.started_at * 1e9),
+                    instance_guid=endpoint.instance_guid or None,
+                )
             )
-            try:
-                await self.bus.publish(app_logs(endpoint.app_guid), payload)
-            except Exception:
-                self.dropped_log_lines += 1
+            if len(batch) >= MAX_BATCH_LINES:
+                await self._publish_lines(endpoint.app_guid, batches.pop(endpoint.app_guid))
+        for app_guid, lines in batches.items():
+            await self._publish_lines(app_guid, lines)
+
+    async def _publish_lines(self, app_guid: str, lines: list[dict[str, Any]]) -> None:
+        try:
+            await self.bus.publish(app_logs(app_guid), LogBatch.payload(lines))
+        except Exception:
+            self.dropped_log_lines += len(lines)
 
     async def _flush_access_forever(self) -> None:
         while True:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import h11
 import httpx
@@ -22,7 +22,7 @@ from tests.integration.router.backends import (
     raw_request,
     read_response,
 )
-from tests.integration.router.conftest import StartBackend, StartProxy
+from tests.integration.router.conftest import Proxy, StartBackend, StartProxy
 
 HOST = {"Host": "app.test"}
 MB = 1024 * 1024
@@ -1027,3 +1027,110 @@ async def test_stop_drains_requests_in_flight(backend_factory: StartBackend) -> 
             await stopping
     with pytest.raises(OSError):
         await asyncio.open_connection("127.0.0.1", port)
+
+
+# -- the fast path (a pooled connection; handed to the task when anything is unusual) -----------
+
+
+async def _warm_then(
+    backend_factory: StartBackend,
+    proxy_factory: StartProxy,
+    second: Callable[[Exchange], Awaitable[None]],
+    **options: float,
+) -> tuple[httpx.Response, Proxy, int]:
+    """A first request warms the pool; the second (on the pooled connection, so on the fast
+    path) is answered by `second`. The response, the proxy and backend connections made."""
+
+    async def handler(exchange: Exchange) -> None:
+        await exchange.body()
+        if exchange.seen.target == "/warm":
+            await exchange.respond(200, [], b"warm")
+        else:
+            await second(exchange)
+
+    backend = await backend_factory(handler)
+    routes = Routes()
+    routes.add("app.test", backend)
+    proxy = await proxy_factory(routes, **options)
+    async with await client(proxy.port) as http:
+        assert (await http.get("/warm")).status_code == 200
+        response = await http.get("/second")
+        await response.aread()
+    return response, proxy, backend.connections
+
+
+async def test_fast_path_relays_a_response_split_over_several_writes(
+    backend_factory: StartBackend, proxy_factory: StartProxy
+) -> None:
+    async def slow(exchange: Exchange) -> None:
+        await exchange.raw(b"HTTP/1.1 200 OK\r\nContent-Le")
+        await asyncio.sleep(0.05)
+        await exchange.raw(b"ngth: 5\r\nX-A: b\r\n\r\nhel")
+        await asyncio.sleep(0.05)
+        await exchange.raw(b"lo")
+        exchange.close = False
+
+    response, proxy, connections = await _warm_then(backend_factory, proxy_factory, slow)
+    assert response.status_code == 200
+    assert response.content == b"hello"
+    assert response.headers["X-A"] == "b"
+    assert connections == 1
+    record = proxy.records[-1]
+    assert (record.status, record.bytes_sent, record.error) == (200, 5, None)
+    assert record.endpoint is not None
+
+
+async def test_fast_path_hands_a_silent_backend_to_the_timeout(
+    backend_factory: StartBackend, proxy_factory: StartProxy
+) -> None:
+    async def silent(exchange: Exchange) -> None:
+        await asyncio.Event().wait()
+
+    response, proxy, _ = await _warm_then(
+        backend_factory, proxy_factory, silent, backend_response_timeout=0.3
+    )
+    assert response.status_code == 504
+    assert proxy.records[-1].error == "gateway_timeout"
+
+
+@pytest.mark.parametrize("size", [0, 70_000, 3 * MB])
+async def test_fast_path_hands_over_long_and_chunked_responses(
+    backend_factory: StartBackend, proxy_factory: StartProxy, size: int
+) -> None:
+    async def chunked(exchange: Exchange) -> None:
+        await exchange.send(h11.InformationalResponse(status_code=103, headers=[]))
+        await exchange.send(h11.Response(status_code=200, headers=[]))
+        if size:
+            await exchange.send(h11.Data(data=b"z" * size))
+        await exchange.send(h11.EndOfMessage())
+
+    response, proxy, connections = await _warm_then(backend_factory, proxy_factory, chunked)
+    assert response.status_code == 200
+    assert response.headers["Transfer-Encoding"] == "chunked"
+    assert response.content == b"z" * size
+    assert proxy.records[-1].bytes_sent == size
+    assert connections == 1
+
+
+async def test_fast_path_hands_an_invalid_response_to_the_task(
+    backend_factory: StartBackend, proxy_factory: StartProxy
+) -> None:
+    async def invalid(exchange: Exchange) -> None:
+        await exchange.raw(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nx")
+
+    response, proxy, _ = await _warm_then(backend_factory, proxy_factory, invalid)
+    assert response.status_code == 502
+    assert proxy.records[-1].error == "endpoint_failure"
+    assert proxy.metric("overcast_router_backend_errors_total", kind="protocol") == 1
+
+
+async def test_fast_path_does_not_pool_a_connection_with_bytes_after_the_response(
+    backend_factory: StartBackend, proxy_factory: StartProxy
+) -> None:
+    async def extra(exchange: Exchange) -> None:
+        await exchange.raw(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokGARBAGE")
+        exchange.close = False
+
+    response, proxy, _ = await _warm_then(backend_factory, proxy_factory, extra)
+    assert response.content == b"ok"
+    assert proxy.server.pool.idle_count() == 0

@@ -213,3 +213,27 @@ def test_the_fast_log_line_payload_is_the_schemas_wire_form() -> None:
     payload = LogLine.payload("app-1", "RTR", "a line", 123, instance_guid="i-1")
     assert LogLine.parse(payload).wire() == payload
     assert LogLine.payload("app-1", "RTR", "x", 1, stream="stderr")["instance_guid"] is None
+
+
+def test_log_batches_parse_into_their_lines() -> None:
+    from overcast.bus.messages import BadMessage, LogBatch, LogLine, parse_log_message
+
+    one = LogLine.payload("app-1", "RTR", "first", 1)
+    two = LogLine.payload("app-1", "RTR", "second", 2)
+    assert [line.line for line in parse_log_message(LogBatch.payload([one, two]))] == [
+        "first",
+        "second",
+    ]
+    assert [line.line for line in parse_log_message(one)] == ["first"]
+    with pytest.raises(BadMessage):
+        parse_log_message({"lines": [{"app_guid": "x"}]})
+
+
+def test_access_line_timestamps() -> None:
+    from datetime import UTC, datetime
+
+    from overcast.router.service import _timestamp
+
+    moment = datetime(2026, 11, 21, 9, 30, 5, 123456, tzinfo=UTC).timestamp()
+    assert _timestamp(moment) == "2026-11-21T09:30:05.123456Z"
+    assert _timestamp(moment + 1.5).startswith("2026-11-21T09:30:06.6")
