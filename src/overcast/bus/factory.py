@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from overcast.bus.base import Bus
+from overcast.core.settings import BusSettings
 
 
 def create_bus(
@@ -30,3 +31,15 @@ def create_bus(
             name=name,
         )
     raise ValueError(f"unknown bus kind {kind!r} (expected 'memory' or 'nats')")
+
+
+def bus_from_settings(settings: BusSettings, name: str) -> Bus:
+    """The bus a process's settings describe, named `name` (in the bus's own logs)."""
+    return create_bus(
+        settings.kind,
+        settings.url.get_secret_value(),
+        request_timeout=settings.request_timeout_seconds,
+        max_reconnect_attempts=settings.max_reconnect_attempts,
+        reconnect_wait=settings.reconnect_wait_seconds,
+        name=name,
+    )

@@ -12,7 +12,7 @@ import signal
 import sys
 from pathlib import Path
 
-from overcast.bus.factory import create_bus
+from overcast.bus.factory import bus_from_settings
 from overcast.cell.agent import CellAgent
 from overcast.core.logging import configure_logging, get_logger
 from overcast.core.settings import CellSection, CellSettings, stdout_is_terminal
@@ -31,13 +31,8 @@ async def run_cell(settings: CellSettings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    bus = create_bus(
-        settings.bus.kind,
-        settings.bus.url.get_secret_value(),
-        request_timeout=settings.bus.request_timeout_seconds,
-        max_reconnect_attempts=settings.bus.max_reconnect_attempts,
-        reconnect_wait=settings.bus.reconnect_wait_seconds,
-        name=f"cell-{settings.cell.id or settings.instance_name or 'overcast'}",
+    bus = bus_from_settings(
+        settings.bus, f"cell-{settings.cell.id or settings.instance_name or 'overcast'}"
     )
     await bus.connect()
     work_dir = cell_work_dir(settings.data_dir, settings.cell)

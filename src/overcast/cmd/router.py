@@ -11,7 +11,7 @@ import gc
 import signal
 import sys
 
-from overcast.bus.factory import create_bus
+from overcast.bus.factory import bus_from_settings
 from overcast.core.logging import configure_logging, get_logger
 from overcast.core.settings import RouterSettings, stdout_is_terminal
 from overcast.router.service import RouterService
@@ -42,13 +42,8 @@ async def run_router(settings: RouterSettings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    bus = create_bus(
-        settings.bus.kind,
-        settings.bus.url.get_secret_value(),
-        request_timeout=settings.bus.request_timeout_seconds,
-        max_reconnect_attempts=settings.bus.max_reconnect_attempts,
-        reconnect_wait=settings.bus.reconnect_wait_seconds,
-        name=f"router-{settings.router.id or settings.instance_name or 'overcast'}",
+    bus = bus_from_settings(
+        settings.bus, f"router-{settings.router.id or settings.instance_name or 'overcast'}"
     )
     await bus.connect()
     access_log = settings.router.access_log or settings.data_dir / "router" / "access.log"

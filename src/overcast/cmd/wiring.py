@@ -18,7 +18,7 @@ from overcast.api.app import create_app
 from overcast.auth.service import AuthService, load_or_create_signing_keys
 from overcast.auth.tokens import TokenIssuer
 from overcast.bus.base import Bus
-from overcast.bus.factory import create_bus
+from overcast.bus.factory import bus_from_settings
 from overcast.controller.apps import DEFAULT_STACK
 from overcast.controller.bootstrap import AdminBootstrap, ensure_admin, ensure_shared_domain
 from overcast.controller.buildpacks import InstalledBuildpack
@@ -82,14 +82,7 @@ async def build_controller(
         settings.database_url(), clock, pool_size=settings.store.pool_size, echo=settings.store.echo
     )
     if bus is None:
-        bus = create_bus(
-            settings.bus.kind,
-            settings.bus.url.get_secret_value(),
-            request_timeout=settings.bus.request_timeout_seconds,
-            max_reconnect_attempts=settings.bus.max_reconnect_attempts,
-            reconnect_wait=settings.bus.reconnect_wait_seconds,
-            name=f"controller-{settings.instance_name or 'overcast'}",
-        )
+        bus = bus_from_settings(settings.bus, f"controller-{settings.instance_name or 'overcast'}")
     await bus.connect()
     jobs = settings.jobs
     engine = JobEngine(

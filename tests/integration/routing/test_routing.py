@@ -9,35 +9,15 @@ import asyncio
 import collections
 import os
 import signal
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import websockets
 
-from overcast.testing.platform import Platform, eventually, memory_buses, nats_buses, start_platform
+from overcast.testing.platform import Platform, eventually, nats_buses, start_platform
 
 DOMAIN = "apps.localhost"
-
-
-@pytest.fixture(params=["memory", "nats"])
-async def routed(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Platform]:
-    if request.param == "memory":
-        make_bus = memory_buses()
-    else:
-        make_bus = nats_buses(request.getfixturevalue("nats_server").url)
-    platform = await start_platform(tmp_path, make_bus=make_bus)
-    try:
-        await platform.add_router()
-        await platform.add_cell("cell-a", zone="z1")
-        await platform.add_cell("cell-b", zone="z2")
-        await platform.wait_for_cells(2)
-        await platform.wait_router_ready()
-        yield platform
-    finally:
-        await platform.close()
 
 
 async def _routed_app(
