@@ -47,6 +47,7 @@ HELLO_APP = textwrap.dedent(
             self.wfile.write(body)
 
         def echo_websocket(self):
+            self.close_connection = True  # the socket is the tunnel's, not the next request's
             key = self.headers["Sec-WebSocket-Key"]
             accept = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
             self.send_response(101)
