@@ -86,6 +86,7 @@ def app(name: AppName) -> None:
     with ctx.client() as client:
         found = find_app(ctx, client, name)
         droplet = client.current_droplet(found["guid"])
+        routes = [route["url"] for route in client.app_routes(found["guid"])]
         processes = _web_first(client.app_processes(found["guid"]))
         stats = {process["guid"]: _stats_or_reason(client, process) for process in processes}
     data = found["lifecycle"]["data"]
@@ -97,6 +98,7 @@ def app(name: AppName) -> None:
             ("guid", found["guid"]),
             ("org / space", f"{org.name} / {space.name}"),
             ("stack", stack),
+            ("routes", ", ".join(sorted(routes)) or "-"),
             ("droplet", f"{droplet['guid']} ({droplet['state']})" if droplet else "none"),
             ("buildpacks", _buildpacks(droplet, data.get("buildpacks") or [])),
             ("created", found["created_at"]),

@@ -159,6 +159,7 @@ def with_app(api: FakeApi, app: dict[str, Any] | None = None) -> None:
         return page([found] if found["name"] in names.split(",") else [])
 
     api.on("GET", "/v3/apps", apps)
+    api.on("GET", f"/v3/apps/{found['guid']}/routes", page([]))
 
 
 @pytest.fixture

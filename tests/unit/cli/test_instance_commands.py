@@ -202,6 +202,22 @@ def test_app_without_droplet_or_instances(fake_api: FakeApi) -> None:
     assert "There are no running instances of this process." in result.output
 
 
+def test_app_shows_its_routes(fake_api: FakeApi) -> None:
+    with_app(fake_api, app_resource(state="STOPPED"))
+    fake_api.on(
+        "GET",
+        "/v3/apps/app-guid/routes",
+        page(
+            [{"guid": "r2", "url": "web.example.com/api"}, {"guid": "r1", "url": "web.example.com"}]
+        ),
+    )
+    fake_api.on("GET", "/v3/apps/app-guid/processes", page([process_resource(instances=0)]))
+    fake_api.on("GET", "/v3/processes/process-guid/stats", {"resources": []})
+    result = run("app", "web")
+    assert result.exit_code == 0, result.output
+    assert value(result.output, "routes") == "web.example.com, web.example.com/api"
+
+
 def test_app_still_shows_when_stats_are_unavailable(fake_api: FakeApi) -> None:
     with_app(fake_api)
     fake_api.on("GET", "/v3/apps/app-guid/processes", page([process_resource()]))
