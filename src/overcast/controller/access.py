@@ -105,6 +105,16 @@ async def visible_of_app(
     return item, app, space
 
 
+async def writable_of_app(
+    tx: Tx, caller: Caller, item: ItemT | None, what: str
+) -> tuple[ItemT, App, Space]:
+    """As visible_of_app, and the caller may develop in the app's space (else 403)."""
+    found, app, space = await visible_of_app(tx, caller, item, what)
+    if not caller.permissions.can_develop_in_space(space.guid):
+        raise forbid()
+    return found, app, space
+
+
 async def visible_process(tx: Tx, caller: Caller, guid: str) -> tuple[Process, App, Space]:
     return await visible_of_app(tx, caller, await tx.processes.get(guid), "Process")
 

@@ -16,10 +16,10 @@ from collections.abc import AsyncIterable
 from overcast.bus.messages import StageCommand, StagingSpec
 from overcast.controller.access import (
     Caller,
-    forbid,
     page_of_app,
     page_visible,
     visible_of_app,
+    writable_of_app,
 )
 from overcast.controller.apps import Lifecycle, check_lifecycle
 from overcast.controller.base import MetadataPatch, UseCase
@@ -197,13 +197,11 @@ class Builds(UseCase):
         now = self.clock.now()
         async with self.store.write() as tx:
             try:
-                package, app, space = await visible_of_app(
+                package, app, space = await writable_of_app(
                     tx, caller, await tx.packages.get(package_guid), "Package"
                 )
             except NotFound:
                 raise _no_package(package_guid) from None
-            if not caller.permissions.can_develop_in_space(space.guid):
-                raise forbid()
             if package.state != PackageState.READY:
                 raise Unprocessable(
                     f"Unable to stage package '{package.guid}': it is {package.state.value}, "
@@ -273,9 +271,7 @@ class Builds(UseCase):
         self, caller: Caller, guid: str, *, labels: MetadataPatch, annotations: MetadataPatch
     ) -> Build:
         async with self.store.write() as tx:
-            _, _, space = await self._visible(tx, caller, guid)
-            if not caller.permissions.can_develop_in_space(space.guid):
-                raise forbid()
+            await writable_of_app(tx, caller, await tx.builds.get(guid), "Build")
             _, after = await tx.builds.update(
                 guid,
                 lambda current: dataclasses.replace(

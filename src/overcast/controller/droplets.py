@@ -20,6 +20,7 @@ from overcast.controller.access import (
     page_visible,
     visible_app,
     visible_of_app,
+    writable_of_app,
 )
 from overcast.controller.apps import new_process
 from overcast.controller.base import MetadataPatch, UseCase
@@ -149,10 +150,7 @@ class Droplets(UseCase):
         return await visible_of_app(tx, caller, await tx.droplets.get(guid), "Droplet")
 
     async def _writable(self, tx: Tx, caller: Caller, guid: str) -> tuple[Droplet, App, Space]:
-        droplet, app, space = await self._visible(tx, caller, guid)
-        if not caller.permissions.can_develop_in_space(space.guid):
-            raise forbid()
-        return droplet, app, space
+        return await writable_of_app(tx, caller, await tx.droplets.get(guid), "Droplet")
 
     async def _shown(self, tx: Tx, caller: Caller, droplets: list[Droplet]) -> list[Droplet]:
         """Process commands may hold secrets: only those who may read the space's secrets

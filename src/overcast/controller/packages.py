@@ -42,6 +42,7 @@ from overcast.controller.access import (
     page_visible,
     visible_app,
     visible_of_app,
+    writable_of_app,
 )
 from overcast.controller.base import MetadataPatch, UseCase
 from overcast.controller.events import record_app_event
@@ -186,10 +187,7 @@ class Packages(UseCase):
         return await visible_of_app(tx, caller, await tx.packages.get(guid), "Package")
 
     async def _writable(self, tx: Tx, caller: Caller, guid: str) -> tuple[Package, App, Space]:
-        package, app, space = await self._visible(tx, caller, guid)
-        if not caller.permissions.can_develop_in_space(space.guid):
-            raise forbid()
-        return package, app, space
+        return await writable_of_app(tx, caller, await tx.packages.get(guid), "Package")
 
     # --- reads ------------------------------------------------------------------------------
 
