@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import json
 import os
 import random
@@ -77,6 +78,23 @@ def nats_buses(url: str, request_timeout: float = 3.0) -> Callable[[str], Awaita
     return make
 
 
+# Test cells hand out ports in blocks of 200 below Linux's ephemeral range (32768-60999), so an
+# instance never finds its port taken by an outgoing connection, and blocks go round in turn, so
+# two cells of one platform (or of two platforms alive at once) never share one. The random start
+# keeps concurrent test processes apart most of the time.
+_CELL_PORT_BLOCKS = list(range(20000, 32600, 200))
+_FIRST_BLOCK = random.randrange(len(_CELL_PORT_BLOCKS))
+_CELL_PORT_BASES = itertools.cycle(
+    _CELL_PORT_BLOCKS[_FIRST_BLOCK:] + _CELL_PORT_BLOCKS[:_FIRST_BLOCK]
+)
+CELL_PORT_BLOCK_SIZE = 200
+
+
+def next_cell_port_base() -> int:
+    """The first port of the next test cell's block of CELL_PORT_BLOCK_SIZE."""
+    return next(_CELL_PORT_BASES)
+
+
 async def eventually(
     probe: Callable[[], Awaitable[Any]], *, within: float = 30.0, interval: float = 0.1
 ) -> Any:
@@ -130,7 +148,7 @@ class Platform:
     async def add_cell(self, cell_id: str, zone: str = "z1", **overrides: Any) -> CellAgent:
         # Cells on one host must not hand out the same ports: an app binds its port only after
         # it boots, so a cell's free-port check cannot see another cell's fresh instance.
-        first_port = self._port_bases.setdefault(cell_id, random.randrange(20000, 60000, 200))
+        first_port = self._port_bases.setdefault(cell_id, next_cell_port_base())
         ports = {"port_range_start": first_port, "port_range_end": first_port + 199}
         settings = CellSection(**{**FAST_CELL, **ports, "id": cell_id, "zone": zone, **overrides})
         bus = await self.make_bus(f"cell-{cell_id}")
@@ -357,12 +375,20 @@ class Platform:
     ) -> list[dict[str, Any]]:
         """Stats once exactly `count` instances are RUNNING and nothing else is listed."""
 
+        seen: list[list[str]] = [[]]
+
         async def running() -> list[dict[str, Any]] | None:
             stats = await self.stats(app_guid)
-            states = [entry["state"] for entry in stats]
-            return stats if states == ["RUNNING"] * count else None
+            seen[0] = [f"{entry['index']}:{entry['state']}" for entry in stats]
+            return stats if [entry["state"] for entry in stats] == ["RUNNING"] * count else None
 
-        result: list[dict[str, Any]] = await eventually(running, within=within)
+        try:
+            result: list[dict[str, Any]] = await eventually(running, within=within)
+        except AssertionError:
+            raise AssertionError(
+                f"not {count} RUNNING within {within}s; last stats: {seen[0]}; "
+                f"cells: {self.instance_reports(app_guid)}"
+            ) from None
         return result
 
     def instance_reports(self, app_guid: str) -> list[InstanceReport]:

@@ -3,7 +3,6 @@ Every process a test starts is killed at teardown, whatever the test left behind
 
 from __future__ import annotations
 
-import random
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from overcast.cell.agent import CellAgent
 from overcast.core.settings import CellSection
 from overcast.testing.cells import DropletServer, kill_session
 from overcast.testing.droplets import BuiltDroplet, build_droplet
+from overcast.testing.platform import CELL_PORT_BLOCK_SIZE, next_cell_port_base
 
 # An app that prints a line every 50 ms (logs) and answers on its port (probes).
 CHATTY_APP = """\
@@ -72,7 +72,7 @@ async def bus() -> AsyncIterator[MemoryBus]:
 
 
 def cell_settings(**overrides: Any) -> CellSection:
-    start = random.randrange(20000, 60000, 100)
+    start = next_cell_port_base()
     values: dict[str, Any] = {
         "id": f"cell-{secrets.token_hex(4)}",
         "heartbeat_interval_seconds": 0.2,
@@ -80,7 +80,7 @@ def cell_settings(**overrides: Any) -> CellSection:
         "memory_mb": 4096,
         "disk_mb": 4096,
         "port_range_start": start,
-        "port_range_end": start + 99,
+        "port_range_end": start + CELL_PORT_BLOCK_SIZE - 1,
     }
     values.update(overrides)
     return CellSection(**values)
