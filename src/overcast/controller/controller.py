@@ -22,6 +22,7 @@ from overcast.controller.droplets import Droplets
 from overcast.controller.instances import Instances
 from overcast.controller.jobs import Jobs
 from overcast.controller.logs import LogBuffer, Logs
+from overcast.controller.manifests import Manifests
 from overcast.controller.orgs import Organizations
 from overcast.controller.package_archive import ArchiveRules, PackageLimits
 from overcast.controller.packages import Packages
@@ -142,6 +143,17 @@ class Controller:
             logs=self.log_buffer,
         )
         for operation in self.builds.operations():
+            engine.register(operation)
+        # Manifests (apply_manifest, an app's manifest): made of the use cases above.
+        self.manifests = Manifests(
+            *parts,
+            orgs=self.orgs,
+            apps=self.apps,
+            processes=self.processes,
+            routes=self.routes,
+            buildpacks=self.buildpacks,
+        )
+        for operation in self.manifests.operations():
             engine.register(operation)
         deletions = Deletions(store, stop_app_instances=self.scheduler.stop_app_instances)
         for operation in deletions.operations():

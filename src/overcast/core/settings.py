@@ -81,7 +81,13 @@ class JobSettings(_Section):
     workers: int = Field(default=4, ge=1, le=256)
     # Concurrency limit of each named queue at first start; operators change them at run time.
     queues: dict[str, int] = Field(
-        default_factory=lambda: {"default": 4, "deletes": 2, "staging": 2, "placement": 4}
+        default_factory=lambda: {
+            "default": 4,
+            "deletes": 2,
+            "staging": 2,
+            "placement": 4,
+            "manifests": 2,
+        }
     )
     retry_delay_seconds: float = Field(default=2.0, ge=0)
 

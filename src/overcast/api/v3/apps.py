@@ -147,6 +147,14 @@ async def app_env(request: Request, guid: str) -> JSONResponse:
     return ok(await controller_of(request).apps.env(await caller_of(request), guid))
 
 
+@router.get("/v3/apps/{guid}/manifest")
+async def app_manifest(request: Request, guid: str) -> Response:
+    """The manifest that would make the app as it is (YAML)."""
+    no_query(params_of(request))
+    text = await controller_of(request).manifests.of_app(await caller_of(request), guid)
+    return Response(text, media_type="application/x-yaml")
+
+
 def _env_body(guid: str, variables: dict[str, str], urls: Urls) -> Json:
     return {
         "var": variables,

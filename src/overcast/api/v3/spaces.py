@@ -21,6 +21,7 @@ from overcast.api.schemas import CreateSpace, UpdateSpace
 from overcast.controller.access import Caller
 from overcast.controller.controller import Controller
 from overcast.controller.spaces import SpaceChanges
+from overcast.models.errors import InvalidRequest, MessageParseError
 from overcast.models.resources import Space
 
 router = APIRouter(tags=["spaces"])
@@ -101,4 +102,22 @@ async def update_space(request: Request, guid: str, body: UpdateSpace) -> JSONRe
 @router.delete("/v3/spaces/{guid}", status_code=202)
 async def delete_space(request: Request, guid: str) -> Response:
     job = await controller_of(request).spaces.delete(await caller_of(request), guid)
+    return accepted_job(job, urls_of(request))
+
+
+YAML_TYPES = frozenset({"application/x-yaml", "application/yaml", "text/yaml", "text/x-yaml"})
+
+
+@router.post("/v3/spaces/{guid}/actions/apply_manifest")
+async def apply_manifest(request: Request, guid: str) -> Response:
+    """A CF manifest (YAML body) applied to the space's apps by a job: 202 + Location."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind not in YAML_TYPES:
+        raise InvalidRequest("Content-Type must be application/x-yaml (the body is a manifest)")
+    try:
+        text = (await request.body()).decode("utf-8")
+    except UnicodeDecodeError:
+        raise MessageParseError("The manifest is not valid UTF-8") from None
+    caller, controller = await caller_of(request), controller_of(request)
+    job = await controller.manifests.apply(caller, guid, text)
     return accepted_job(job, urls_of(request))
