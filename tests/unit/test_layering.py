@@ -27,7 +27,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "services": frozenset({"store", "models", "core"}),
     "ops": frozenset({"bus", "store", "models", "core"}),
     "api": frozenset({"controller", "auth", "models", "core"}),
-    "client": frozenset(),
+    "client": frozenset({"models"}),
     "cli": frozenset({"client", "core"}),
 }
 # Composition roots and test support may import anything.

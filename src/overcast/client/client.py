@@ -255,6 +255,20 @@ class OvercastClient:
     def restart_app(self, guid: str) -> App:
         return cast(App, self._post(f"/v3/apps/{guid}/actions/restart"))
 
+    def app_manifest(self, guid: str) -> str:
+        """The manifest (YAML) that would make the app as it is."""
+        response = self.session.request(method="GET", path=f"/v3/apps/{guid}/manifest")
+        return response.text
+
+    def apply_manifest(self, space_guid: str, manifest_yaml: str) -> str:
+        """Apply a manifest to the space's apps (created when missing); the job's guid."""
+        return self.session.accepted_job_guid(
+            "POST",
+            f"/v3/spaces/{space_guid}/actions/apply_manifest",
+            content=manifest_yaml.encode(),
+            headers={"Content-Type": "application/x-yaml"},
+        )
+
     def app_env(self, guid: str) -> AppEnv:
         return cast(AppEnv, self._get(f"/v3/apps/{guid}/env"))
 
@@ -573,11 +587,17 @@ class OvercastClient:
     def get_job(self, guid: str) -> Job:
         return cast(Job, self._get(f"/v3/jobs/{guid}"))
 
-    def wait_for_job(self, guid: str, *, timeout: float = DEFAULT_JOB_TIMEOUT) -> Job:
-        """Polls the job with backoff until it is COMPLETE (returned) or FAILED (JobFailed);
-        JobTimedOut when `timeout` seconds pass first."""
+    def wait_for_job(
+        self,
+        guid: str,
+        *,
+        timeout: float = DEFAULT_JOB_TIMEOUT,
+        max_interval: float = MAX_POLL_SECONDS,
+    ) -> Job:
+        """Polls the job with backoff (at most `max_interval` apart) until it is COMPLETE
+        (returned) or FAILED (JobFailed); JobTimedOut when `timeout` seconds pass first."""
         deadline = self._clock() + timeout
-        delay = FIRST_POLL_SECONDS
+        delay = min(FIRST_POLL_SECONDS, max_interval)
         while True:
             job = self.get_job(guid)
             if job["state"] == "COMPLETE":
@@ -588,7 +608,7 @@ class OvercastClient:
             if remaining <= 0:
                 raise JobTimedOut(guid, job["state"], timeout)
             self._sleep(min(delay, remaining))
-            delay = min(delay * 2, MAX_POLL_SECONDS)
+            delay = min(delay * 2, max_interval)
 
     def list_job_details(
         self,
@@ -704,18 +724,24 @@ class OvercastClient:
     def get_package(self, guid: str) -> Package:
         return cast(Package, self._get(f"/v3/packages/{guid}"))
 
-    def wait_for_package(self, guid: str, *, timeout: float = DEFAULT_JOB_TIMEOUT) -> Package:
+    def wait_for_package(
+        self,
+        guid: str,
+        *,
+        timeout: float = DEFAULT_JOB_TIMEOUT,
+        max_interval: float = MAX_POLL_SECONDS,
+    ) -> Package:
         """Poll the package until its upload is processed (READY or FAILED)."""
-        deadline = time.monotonic() + timeout
-        delay = FIRST_POLL_SECONDS
+        deadline = self._clock() + timeout
+        delay = min(FIRST_POLL_SECONDS, max_interval)
         while True:
             package = self.get_package(guid)
             if package["state"] not in ("AWAITING_UPLOAD", "PROCESSING_UPLOAD"):
                 return package
-            if time.monotonic() > deadline:
+            if self._clock() > deadline:
                 raise JobTimedOut(guid, package["state"], timeout)
-            time.sleep(delay)
-            delay = min(delay * 2, MAX_POLL_SECONDS)
+            self._sleep(delay)
+            delay = min(delay * 2, max_interval)
 
     def app_packages(self, app_guid: str, *, states: list[str] | None = None) -> list[Package]:
         return cast(

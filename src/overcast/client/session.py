@@ -240,7 +240,7 @@ class ApiSession:
             raise ApiUnreachable(self.api_url, str(error) or type(error).__name__) from None
 
     def _authorized_send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        headers: dict[str, str] = {}
+        headers: dict[str, str] = dict(kwargs.pop("headers", None) or {})
         if self._tokens is not None:
             if not self._is_api_origin(url):
                 raise UnexpectedResponse(
@@ -257,10 +257,13 @@ class ApiSession:
         params: Params | None = None,
         json: Any = None,
         files: Mapping[str, Any] | None = None,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
         authenticated: bool = True,
     ) -> httpx.Response:
         """One API call. An expired token is refreshed and the call retried once; any error
-        status raises ApiError. `files` sends a multipart body (file objects are streamed)."""
+        status raises ApiError. `files` sends a multipart body (file objects are streamed);
+        `content` a raw one (with its Content-Type in `headers`)."""
         url = self.url_for(path)
         send = self._authorized_send if authenticated else self._send
         kwargs: dict[str, Any] = {"params": _query(params)}
@@ -268,6 +271,10 @@ class ApiSession:
             kwargs["json"] = json
         if files is not None:
             kwargs["files"] = dict(files)
+        if content is not None:
+            kwargs["content"] = content
+        if headers is not None:
+            kwargs["headers"] = dict(headers)
         response = send(method, url, **kwargs)
         if authenticated and self._should_refresh(response):
             self.refresh()
@@ -378,9 +385,17 @@ class ApiSession:
             )
         return body
 
-    def accepted_job_guid(self, method: str, path: str) -> str:
-        """A call answered 202 + `Location: .../v3/jobs/<guid>` (deletes): the job guid."""
-        response = self.request(method, path)
+    def accepted_job_guid(
+        self,
+        method: str,
+        path: str,
+        *,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> str:
+        """A call answered 202 + `Location: .../v3/jobs/<guid>` (deletes, apply_manifest):
+        the job guid."""
+        response = self.request(method, path, content=content, headers=headers)
         location = response.headers.get("location", "")
         guid = httpx.URL(location).path.rstrip("/").rsplit("/", 1)[-1] if location else ""
         if response.status_code != 202 or "/jobs/" not in location or not guid:
