@@ -104,6 +104,9 @@ _PROCESS_STATES = frozenset(
 
 # The first readiness probes come this soon after the spawn, then back off to the interval.
 READY_FIRST_PAUSE_SECONDS = 0.025
+# ...and the longest pause between readiness probes: an app that takes a second to boot (Flask)
+# is seen ready within a quarter of a second of binding, not after a doubled wait of seconds.
+READY_MAX_PAUSE_SECONDS = 0.25
 
 
 class CellAgent:
@@ -238,6 +241,10 @@ class CellAgent:
             instances=len(self._table.instances),
             seq=self._table.seq,
         )
+
+    async def register_routes(self) -> int:
+        """Register every RUNNING instance's routes now; how many registrations were sent."""
+        return await self._routes.register_all()
 
     async def stop(self, *, stop_instances: bool | None = None) -> None:
         """Stop answering and heartbeating. `stop_instances` (default: the settings'
@@ -499,8 +506,9 @@ class CellAgent:
         """STARTING -> RUNNING once a probe passes, or CRASHED."""
         check = record.spec.health_check
         deadline = self._clock.monotonic() + check.timeout_seconds
-        # Most apps bind within a few hundred ms: probe fast at first, then every interval, so
-        # a quick app is not held back a whole interval (push time is measured in this).
+        # Most apps bind within a few hundred ms: probe fast at first, then at most every
+        # READY_MAX_PAUSE_SECONDS, so no app is held back long after it binds (push time is
+        # measured in this).
         pause = min(READY_FIRST_PAUSE_SECONDS, check.interval_seconds)
         while True:
             if await self._exited(record):
@@ -520,7 +528,7 @@ class CellAgent:
                 await self._crash(record, ExitReason.START_TIMEOUT, detail)
                 return False
             await asyncio.sleep(pause)
-            pause = min(pause * 2, check.interval_seconds)
+            pause = min(pause * 2, check.interval_seconds, READY_MAX_PAUSE_SECONDS)
 
     async def _watch(self, record: InstanceRecord) -> None:
         """While RUNNING: notice an exit, and probe liveness."""
