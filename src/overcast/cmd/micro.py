@@ -80,6 +80,11 @@ async def run_micro_cloud(
         access_log=settings.router.access_log or settings.data_dir / "router" / "access.log",
     )
     router_ports = await router.start()
+    # The one cell is in this process: once its round is heard the router has every route, so
+    # it need not answer 503 for a whole register interval (a fresh micro cloud serves at once).
+    await router.ready_once_heard(
+        await cell.register_routes(), within=settings.router.register_interval_seconds
+    )
     server, server_task = await start_api(parts.app, settings.api.host, settings.api.port)
     try:
         port = server.bound_port()

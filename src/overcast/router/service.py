@@ -159,6 +159,7 @@ class RouterService:
         self._tasks: list[asyncio.Task[None]] = []
         self._started_at = 0.0
         self.registrations = 0
+        self._registered = asyncio.Event()  # set at every registration heard
         self.unregistrations = 0
         self.dropped_log_lines = 0
 
@@ -219,13 +220,29 @@ class RouterService:
         except Exception as error:
             log.warning("router.announce_failed", error=type(error).__name__)
 
+    async def ready_once_heard(self, registrations: int, *, within: float) -> None:
+        """Ready as soon as `registrations` have been heard (or `within` seconds passed), for
+        a router started beside every cell it serves (the micro cloud), whose full round is
+        known: no need to wait a whole register interval to be sure it was heard."""
+        deadline = self._clock() + within
+        while self.registrations < registrations:
+            self._registered.clear()
+            try:
+                await asyncio.wait_for(self._registered.wait(), deadline - self._clock())
+            except TimeoutError:
+                break
+        if not self.proxy.ready:
+            self.proxy.ready = True
+            log.info("router.ready", routes=len(self.table.uris()))
+
     async def _ready_after_round(self) -> None:
         wait = self.settings.ready_after_seconds
         if wait is None:
             wait = self.settings.register_interval_seconds
         await asyncio.sleep(wait)
-        self.proxy.ready = True
-        log.info("router.ready", routes=len(self.table.uris()))
+        if not self.proxy.ready:
+            self.proxy.ready = True
+            log.info("router.ready", routes=len(self.table.uris()))
 
     # --- the bus ----------------------------------------------------------------------------
 
@@ -244,6 +261,7 @@ class RouterService:
                 load_balancing=registration.load_balancing.get(uri),
             ):
                 self.registrations += 1
+                self._registered.set()
 
     async def _on_unregister(self, message: Message) -> None:
         registration = self._parse(message)

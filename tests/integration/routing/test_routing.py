@@ -254,3 +254,20 @@ async def test_routes_keep_answering_with_the_bus_stopped_for_a_minute(
         assert (await _get(platform, "outage")).status_code == 200
     finally:
         await platform.close()
+
+
+async def test_a_router_beside_its_cells_is_ready_once_their_round_is_heard(
+    routed: Platform,
+) -> None:
+    """The micro cloud's case: the cells are known, so the router does not wait a register
+    interval (here ready_after_seconds is raised to an hour to show it is not what acts)."""
+    await _routed_app(routed, "prompt")
+    port = routed.router_ports["router"].http
+    await routed.stop_router()
+    router = await routed.add_router(port=port, ready_after_seconds=3600)
+    assert not router.ready
+    sent = sum([await cell.register_routes() for cell in routed.cells.values()])
+    assert sent == 2
+    await router.ready_once_heard(sent, within=10)
+    assert router.ready
+    assert (await _get(routed, "prompt")).status_code == 200
