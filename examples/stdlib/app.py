@@ -13,6 +13,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 "app": "stdlib",
                 "python": sys.version.split()[0],
                 "index": os.environ.get("CF_INSTANCE_INDEX"),
+                "greeting": os.environ.get("GREETING"),
             }
         ).encode()
         self.send_response(200)

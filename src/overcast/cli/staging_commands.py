@@ -11,7 +11,6 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -22,9 +21,10 @@ from overcast.cli import render
 from overcast.cli.app_commands import AppName, find_app
 from overcast.cli.context import add_commands, current
 from overcast.cli.errors import CliError
-from overcast.client import ApiError, JobTimedOut, OvercastClient
-from overcast.client.bits import AppFile, collect, split_matched, write_zip
-from overcast.client.resources import Build, Buildpack, Droplet, LogEntry, MatchedResource
+from overcast.client import JobTimedOut, OvercastClient
+from overcast.client.bits import collect, split_matched, write_zip
+from overcast.client.push import StagingLog, files_summary, format_size, offered_files
+from overcast.client.resources import Build, Buildpack, Droplet, MatchedResource
 
 PACKAGE_TIMEOUT_SECONDS = 300.0
 STAGING_TIMEOUT_SECONDS = 900.0
@@ -32,91 +32,6 @@ STAGING_TIMEOUT_SECONDS = 900.0
 LOG_POLL_SECONDS = 0.5
 # Staging ends when the cell hands over its droplet; its last lines may still be on their way.
 LOG_SETTLE_SECONDS = 0.5
-# Files offered to resource matching (the largest ones): well inside the server's cap of
-# entries, both for POST /v3/resource_matches and for an upload's `resources`.
-MAX_OFFERED_FILES = 5000
-# The most recent log lines the API keeps per app, and so what one poll can see.
-RECENT_LINES = 1000
-STAGING_SOURCE = "STG"
-_SIZE_UNITS = ("B", "KB", "MB", "GB", "TB")
-
-LogKey = tuple[int, str, str, str, str]
-
-
-def format_size(count: int) -> str:
-    """0 -> `0 B`, 3174 -> `3.1 KB`, 5 * 2**20 -> `5 MB`: binary multiples, one decimal."""
-    value = float(count)
-    for unit in _SIZE_UNITS:
-        if value < 1024 or unit == _SIZE_UNITS[-1]:
-            if unit == "B":
-                return f"{int(value)} B"
-            return f"{value:.1f}".removesuffix(".0") + f" {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
-
-
-def _files(count: int) -> str:
-    return f"{count} file{'' if count == 1 else 's'}"
-
-
-def files_summary(unchanged: Sequence[AppFile], uploaded: Sequence[AppFile]) -> str:
-    """`12 files unchanged, 2 uploaded (3.1 KB)`."""
-    size = sum(file.size for file in uploaded)
-    return f"{_files(len(unchanged))} unchanged, {len(uploaded)} uploaded ({format_size(size)})"
-
-
-def _offered(files: Sequence[AppFile]) -> list[AppFile]:
-    """The regular files worth asking about: the largest, up to MAX_OFFERED_FILES (links are
-    always uploaded: they are not in the server's file store)."""
-    regular = [file for file in files if not file.is_link]
-    return sorted(regular, key=lambda file: (-file.size, file.path))[:MAX_OFFERED_FILES]
-
-
-class StagingLog:
-    """Prints the app's `STG` lines that appear after `start()`, each once, by polling the
-    app's recent lines (simple, and nothing to tear down when the build ends). A server
-    without the log API is not an error: the staging is then followed without its output."""
-
-    def __init__(self, client: OvercastClient, app_guid: str, write: Callable[[str], None]) -> None:
-        self.client = client
-        self.app_guid = app_guid
-        self.write = write
-        self.enabled = True
-        self._seen: set[LogKey] = set()
-
-    @staticmethod
-    def _key(entry: LogEntry) -> LogKey:
-        return (
-            entry.get("timestamp_ns") or 0,
-            entry.get("source", ""),
-            entry.get("stream", ""),
-            entry.get("line", ""),
-            entry.get("instance_guid") or "",
-        )
-
-    def _recent(self) -> list[LogEntry]:
-        if not self.enabled:
-            return []
-        try:
-            return self.client.recent_logs(self.app_guid, RECENT_LINES)
-        except ApiError as error:
-            if error.status == 401:
-                raise
-            self.enabled = False
-            return []
-
-    def start(self) -> None:
-        """Remember the lines already there (an earlier staging's among them)."""
-        self._seen.update(self._key(entry) for entry in self._recent())
-
-    def poll(self, _build: Build | None = None) -> None:
-        for entry in self._recent():
-            key = self._key(entry)
-            if key in self._seen:
-                continue
-            self._seen.add(key)
-            if entry.get("source") == STAGING_SOURCE:
-                self.write(entry.get("line", ""))
 
 
 def _write_staging_line(text: str) -> None:
@@ -201,7 +116,7 @@ def stage(
         files = collect(path)
         if not files:
             raise CliError(f"There are no files to stage in {path} (all ignored by .cfignore?)")
-        offered = _offered(files)
+        offered = offered_files(files)
         matched = client.resource_matches([file.resource() for file in offered]) if offered else []
         unchanged, uploaded = split_matched(files, matched)
         package = client.create_package(found["guid"])

@@ -18,8 +18,8 @@ import httpx
 import pytest
 
 from overcast.cli import staging_commands
-from overcast.cli.staging_commands import files_summary, format_size
 from overcast.client.bits import AppFile
+from overcast.client.push import files_summary, format_size
 from tests.unit.cli.fake_server import (
     FakeApi,
     FakeContext,
