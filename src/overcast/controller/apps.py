@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,6 +111,8 @@ class Apps(UseCase):
     api_url: str = ""
     # Where the `API` lines about changes go (set by the Controller).
     logs: LogBuffer | None = None
+    # The uris of processes' routes, for VCAP_APPLICATION (set by the Controller).
+    uris_of_processes: Callable[[Sequence[str]], Awaitable[dict[str, list[str]]]] | None = None
 
     async def _log_change(self, guid: str, text: str) -> None:
         if self.logs is not None:
@@ -346,6 +348,9 @@ class Apps(UseCase):
                 raise forbid()
             org = await tx.orgs.require(space.org_guid)
             web = await tx.processes.by_type(app.guid, "web")
+        uris: list[str] = []
+        if web is not None and self.uris_of_processes is not None:
+            uris = (await self.uris_of_processes([web.guid])).get(web.guid, [])
         return {
             "staging_env_json": {},
             "running_env_json": {},
@@ -353,7 +358,7 @@ class Apps(UseCase):
             "system_env_json": {"VCAP_SERVICES": {}},
             "application_env_json": {
                 "VCAP_APPLICATION": vcap_application(
-                    app, space, org, api_url=self.api_url, process=web
+                    app, space, org, api_url=self.api_url, uris=uris, process=web
                 )
             },
         }

@@ -127,6 +127,7 @@ class Controller:
         # Instances register their process's routes; a mapping change reaches running ones.
         self.scheduler.routes = self.routes
         self.routes.routes_changed = self.scheduler.push_routes
+        self.apps.uris_of_processes = self.routes.uris_of_processes
         for operation in self.scheduler.operations():
             engine.register(operation)
         self.instances = Instances(*parts, directory=self.directory, scheduler=self.scheduler)

@@ -96,6 +96,8 @@ async def test_apply_creates_apps_processes_and_routes(api: Api) -> None:
     assert urls == ["shop.apps.localhost", "shop.apps.localhost/admin"]
     admin = next(r for r in routes["resources"] if r["path"] == "/admin")
     assert admin["options"] == {"loadbalancing": "least-connection"}
+    vcap = (await _get(api, f"/v3/apps/{shop['guid']}/env"))["application_env_json"]
+    assert sorted(vcap["VCAP_APPLICATION"]["application_uris"]) == urls
     docs = await _app(api, space["guid"], "docs")
     assert (await _get(api, f"/v3/apps/{docs['guid']}/routes"))["resources"] == []
 
