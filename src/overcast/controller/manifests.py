@@ -22,7 +22,14 @@ from overcast.controller.apps import STACKS, AppChanges, Apps, Lifecycle, new_pr
 from overcast.controller.base import UseCase
 from overcast.controller.buildpacks import Buildpacks
 from overcast.controller.orgs import Organizations
-from overcast.controller.processes import HealthCheckChange, ProcessChanges, Processes, Scale
+from overcast.controller.processes import (
+    HealthCheckChange,
+    ProcessChanges,
+    Processes,
+    Scale,
+    check_scale,
+    health_check_after,
+)
 from overcast.controller.routes import DestinationRequest, Routes, route_url
 from overcast.jobs.engine import JobContext, Operation, StageSpec
 from overcast.models.errors import Unprocessable
@@ -38,11 +45,12 @@ from overcast.models.manifest import (
     parse_manifest,
     render_manifest,
 )
-from overcast.models.resources import App, Domain, Process, Route
+from overcast.models.resources import App, Domain, HealthCheck, Process, Route
 from overcast.store.base import Tx
 
 APPLY_MANIFEST = "space.apply_manifest"
 APPLY_QUEUE = "manifests"
+MAX_COMMAND_LENGTH = 4096
 SOURCE = "manifest.yml"
 # A host CF would accept: lower-case letters, digits and dashes, at most 63 characters.
 _NOT_HOST = re.compile(r"[^a-z0-9-]+")
@@ -142,6 +150,12 @@ class Manifests(UseCase):
             if app.stack is not None and app.stack not in STACKS:
                 message = f"Stack {app.stack!r} does not exist (available: {', '.join(STACKS)})"
                 problems.append(ManifestProblem(app.line, f"{path}.stack", message))
+            for process in _processes(app):
+                try:
+                    _check_process(process)
+                except Unprocessable as error:
+                    where = f"{path}.processes[type={process.type}]"
+                    problems.append(ManifestProblem(process.line or app.line, where, str(error)))
             for number, entry in enumerate(app.routes or ()):
                 try:
                     await resolve_route(tx, entry.route)
@@ -215,20 +229,10 @@ class Manifests(UseCase):
 
     async def _process(self, caller: Caller, app: App, manifest: ProcessManifest) -> None:
         process = await self._ensure_process(app, manifest.type)
-        scale = Scale(
-            instances=manifest.instances,
-            memory_in_mb=manifest.memory_in_mb,
-            disk_in_mb=manifest.disk_in_mb,
-            log_rate_limit_in_bytes_per_second=manifest.log_rate_limit_in_bytes_per_second,
-        )
+        scale = _scale(manifest)
         if any(value is not None for value in dataclasses.astuple(scale)):
             process = await self.processes.scale(caller, process.guid, scale)
-        check = HealthCheckChange(
-            type=manifest.health_check_type.value if manifest.health_check_type else None,
-            endpoint=manifest.health_check_http_endpoint,
-            timeout=manifest.timeout,
-            invocation_timeout=manifest.health_check_invocation_timeout,
-        )
+        check = _health_check_change(manifest)
         changes = ProcessChanges(
             health_check=check if any(dataclasses.astuple(check)) else None,
         )
@@ -372,6 +376,33 @@ def _process_manifest(process: Process) -> ProcessManifest:
         health_check_http_endpoint=check.endpoint,
         health_check_invocation_timeout=check.invocation_timeout,
         timeout=check.timeout,
+    )
+
+
+def _check_process(manifest: ProcessManifest) -> None:
+    """The limits the process use cases enforce, checked before the job runs them."""
+    check_scale(_scale(manifest))
+    health_check_after(HealthCheck(), _health_check_change(manifest))
+    command = manifest.command
+    if command is not None and not (command.strip() and len(command) <= MAX_COMMAND_LENGTH):
+        raise Unprocessable(f"Command must be between 1 and {MAX_COMMAND_LENGTH} characters")
+
+
+def _scale(manifest: ProcessManifest) -> Scale:
+    return Scale(
+        instances=manifest.instances,
+        memory_in_mb=manifest.memory_in_mb,
+        disk_in_mb=manifest.disk_in_mb,
+        log_rate_limit_in_bytes_per_second=manifest.log_rate_limit_in_bytes_per_second,
+    )
+
+
+def _health_check_change(manifest: ProcessManifest) -> HealthCheckChange:
+    return HealthCheckChange(
+        type=manifest.health_check_type.value if manifest.health_check_type else None,
+        endpoint=manifest.health_check_http_endpoint,
+        timeout=manifest.timeout,
+        invocation_timeout=manifest.health_check_invocation_timeout,
     )
 
 

@@ -58,7 +58,7 @@ class ProcessChanges:
     annotations: MetadataPatch = None
 
 
-def _check_scale(scale: Scale) -> None:
+def check_scale(scale: Scale) -> None:
     if scale.instances is not None and not 0 <= scale.instances <= MAX_INSTANCES:
         raise Unprocessable(f"Instances must be between 0 and {MAX_INSTANCES}")
     if scale.memory_in_mb is not None and not 1 <= scale.memory_in_mb <= MAX_MEMORY_MB:
@@ -70,7 +70,7 @@ def _check_scale(scale: Scale) -> None:
         raise Unprocessable("Log rate limit must be -1 (unlimited) or more")
 
 
-def _health_check(current: HealthCheck, change: HealthCheckChange) -> HealthCheck:
+def health_check_after(current: HealthCheck, change: HealthCheckChange) -> HealthCheck:
     try:
         kind = HealthCheckType(change.type) if change.type is not None else current.type
     except ValueError:
@@ -182,7 +182,7 @@ class Processes(UseCase):
                     health_check=(
                         current.health_check
                         if changes.health_check is None
-                        else _health_check(current.health_check, changes.health_check)
+                        else health_check_after(current.health_check, changes.health_check)
                     ),
                     metadata=patch_metadata(current.metadata, changes.labels, changes.annotations),
                 )
@@ -214,7 +214,7 @@ class Processes(UseCase):
         return after
 
     async def scale(self, caller: Caller, guid: str, scale: Scale) -> Process:
-        _check_scale(scale)
+        check_scale(scale)
         async with self.store.write() as tx:
             _, space = await self._writable(tx, caller, guid)
 

@@ -167,6 +167,10 @@ async def test_bad_manifests_are_refused_before_anything_is_created(api: Api) ->
         "applications:\n- name: a\n  stack: windows\n": "windows",
         "applications:\n- name: a\n  services: [db]\n": "Service instance 'db' not found",
         "applications: [\n": "line",
+        "applications:\n- name: a\n  instances: 100000000\n": "Instances must be between",
+        "applications:\n- name: a\n  timeout: 999999\n": "timeout must be between",
+        "applications:\n- name: a\n  processes:\n  - type: w\n    memory: 9999T\n": "Memory",
+        "x: &x [1, 2]\ny: [*x, *x]\n": "aliases",
         "- just a list\n": "",
     }
     for text, fragment in cases.items():
