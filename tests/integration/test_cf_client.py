@@ -70,6 +70,10 @@ def test_login_org_space_app_env_scale_delete(client: CloudFoundryClient, tmp_pa
     stopped = app.stop()
     assert stopped["state"] == "STOPPED"
 
+    # The client's manifest call reads what apply_manifest understands.
+    manifest = client.v3.apps.get_manifest(app["guid"])
+    assert "name: hello" in manifest and "type: web" in manifest
+
     env = client.v3.apps.get_env(app["guid"])
     assert env["application_env_json"]["VCAP_APPLICATION"]["application_name"] == "hello"
 
