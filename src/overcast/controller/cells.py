@@ -23,6 +23,7 @@ from overcast.bus.messages import (
     InstanceEvent,
     InstanceReport,
 )
+from overcast.bus.reports import apply_report, merge_heartbeat
 from overcast.controller.placement import Capacity, CellView
 from overcast.core.logging import get_logger
 from overcast.models.instances import ALLOCATING_STATES, LIVE_STATES, CellState, InstanceState
@@ -74,28 +75,6 @@ class CellRecord:
 
     def last_heartbeat_at(self) -> datetime:
         return datetime.fromtimestamp(self.heartbeat.sent_at, UTC)
-
-
-def merge_heartbeat(
-    known: dict[str, InstanceReport], heartbeat: Heartbeat
-) -> dict[str, InstanceReport]:
-    """The instance table after `heartbeat`: what it lists, except where a newer report is
-    already known, plus known reports newer than the heartbeat that it could not include."""
-    listed = {report.instance_guid: report for report in heartbeat.instances}
-    merged: dict[str, InstanceReport] = {}
-    for guid, report in listed.items():
-        current = known.get(guid)
-        merged[guid] = current if current is not None and current.seq > report.seq else report
-    for guid, report in known.items():
-        if guid not in listed and report.seq > heartbeat.seq:
-            merged[guid] = report
-    return merged
-
-
-def apply_report(known: dict[str, InstanceReport], report: InstanceReport) -> None:
-    current = known.get(report.instance_guid)
-    if current is None or report.seq >= current.seq:
-        known[report.instance_guid] = report
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from overcast.bus.messages import Heartbeat, InstanceReport, Resources
-from overcast.controller.cells import CellDirectory, apply_report, merge_heartbeat
+from overcast.bus.reports import apply_report, merge_heartbeat
+from overcast.controller.cells import CellDirectory
 from overcast.models.instances import CellState, InstanceState
 
 
