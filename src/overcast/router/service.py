@@ -39,7 +39,7 @@ from overcast.core.settings import RouterSection
 from overcast.models.secrets import mask_query
 from overcast.router.endpoints import AccessRecord, Endpoint, Route
 from overcast.router.proxy import ProxyOptions, ProxyServer
-from overcast.router.status import StatusServer
+from overcast.router.status import status_server
 from overcast.router.table import RouteTable, Tag
 
 log = get_logger(__name__)
@@ -152,7 +152,7 @@ class RouterService:
             backend_response_timeout=settings.backend_response_timeout_seconds,
         )
         self.proxy = ProxyServer(self._resolve, access=self._on_access, options=options)
-        self.status = StatusServer(self)
+        self.status = status_server(self)
         self.access_log = AccessLog(access_log)
         self._pending: collections.deque[AccessRecord] = collections.deque()
         self._subscriptions: list[Subscription] = []
