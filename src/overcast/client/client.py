@@ -127,6 +127,9 @@ class OvercastClient:
     def login_password(self, username: str, password: str) -> Tokens:
         return self.session.login_password(username, password)
 
+    def login_client(self, client_id: str, client_secret: str) -> Tokens:
+        return self.session.login_client(client_id, client_secret)
+
     def refresh(self) -> Tokens:
         return self.session.refresh()
 
@@ -254,6 +257,20 @@ class OvercastClient:
 
     def restart_app(self, guid: str) -> App:
         return cast(App, self._post(f"/v3/apps/{guid}/actions/restart"))
+
+    # -- the health service (/v3/x/health, admins) ---------------------------------------
+
+    def health_desired(self) -> dict[str, Any]:
+        """Every process with the instances it should run now (0 when its app is stopped)."""
+        return dict(self._get("/v3/x/health/desired"))
+
+    def health_act(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """Ask the controller to start, stop, record crashes; it checks each against desired
+        state and answers which it accepted."""
+        return dict(self._post("/v3/x/health/actions", request))
+
+    def health_status(self) -> dict[str, Any]:
+        return dict(self._get("/v3/x/health"))
 
     def app_manifest(self, guid: str) -> str:
         """The manifest (YAML) that would make the app as it is."""

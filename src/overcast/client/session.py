@@ -188,6 +188,12 @@ class ApiSession:
             {"grant_type": "password", "username": username, "password": password, "scope": ""}
         )
 
+    def login_client(self, client_id: str, client_secret: str) -> Tokens:
+        """The client_credentials grant (automation: an OAuth client, no user). There is no
+        refresh token: the client logs in again when its token expires."""
+        basic = base64.b64encode(f"{client_id}:{client_secret}".encode()).decode()
+        return self._grant({"grant_type": "client_credentials"}, authorization=f"Basic {basic}")
+
     def refresh(self) -> Tokens:
         """The refresh_token grant. Refresh tokens do not rotate: a missing one is kept."""
         if self._tokens is None or not self._tokens.refresh_token:
@@ -209,9 +215,9 @@ class ApiSession:
             }
         )
 
-    def _grant(self, form: dict[str, str]) -> Tokens:
+    def _grant(self, form: dict[str, str], *, authorization: str = CF_CLIENT_BASIC) -> Tokens:
         response = self._send(
-            "POST", self.token_url, data=form, headers={"Authorization": CF_CLIENT_BASIC}
+            "POST", self.token_url, data=form, headers={"Authorization": authorization}
         )
         body = _json_or_none(response)
         if response.status_code != 200:

@@ -15,6 +15,7 @@ from overcast.core.settings import (
     CellSettings,
     ComponentSettings,
     ControllerSettings,
+    HealthSettings,
     MicroCloudSettings,
     RouterSettings,
     load_settings,
@@ -76,6 +77,15 @@ def router(config: ConfigOption = None) -> None:
     from overcast.cmd import router as router_root
 
     raise typer.Exit(router_root.main(_load(RouterSettings, config)))
+
+
+@app.command(rich_help_panel="Servers")
+def health(config: ConfigOption = None) -> None:
+    """Run the health service: restarts crashes, replaces lost cells' instances (settings
+    OVERCAST_HEALTH__*)."""
+    from overcast.cmd import health as health_root
+
+    raise typer.Exit(health_root.main(_load(HealthSettings, config)))
 
 
 cell_commands = typer.Typer(

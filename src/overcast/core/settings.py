@@ -161,7 +161,8 @@ class CellSection(_Section):
     runtime: Literal["process"] = "process"
     # Empty: <data_dir>/cell (or cell-<id> when several cells share a data dir).
     work_dir: Path | None = None
-    heartbeat_interval_seconds: float = Field(default=5.0, gt=0)
+    # A cell is lost after three missed heartbeats: 2 s finds a dead cell in about 6 s.
+    heartbeat_interval_seconds: float = Field(default=2.0, gt=0)
     # SIGTERM, then SIGKILL after this many seconds.
     stop_grace_seconds: float = Field(default=10.0, ge=0)
     # Host ports handed to instances (PORT / CF_INSTANCE_PORT with the process runtime).
@@ -216,6 +217,28 @@ class RouterSection(_Section):
         if self.prune_threshold_seconds <= self.register_interval_seconds:
             raise ValueError("prune_threshold_seconds must exceed register_interval_seconds")
         return self
+
+
+class HealthSection(_Section):
+    """The health service: converges actual state (the cells') to desired (the controller's)."""
+
+    # How often desired state is fetched in bulk; older than two of these, nothing is stopped.
+    desired_refresh_seconds: float = Field(default=5.0, gt=0)
+    # At most one convergence run this often (events in between join the next run) ...
+    converge_interval_seconds: float = Field(default=0.1, ge=0)
+    # ... and at least one this often, events or not (due restarts, silent cells).
+    sweep_seconds: float = Field(default=1.0, gt=0)
+    # An action asked of the controller and not seen done is not asked again before this.
+    inflight_seconds: float = Field(default=30.0, gt=0)
+    # No action before this long after start (and a heartbeat round heard).
+    warm_up_seconds: float = Field(default=2.0, ge=0)
+    # `overcast health`: the controller's API and the OAuth client it acts as (an admin one).
+    api_url: str = ""
+    client_id: str = ""
+    client_secret: SecretStr = SecretStr("")
+    # /health and /metrics (Prometheus) of `overcast health`.
+    status_host: str = "127.0.0.1"
+    status_port: int = Field(default=8083, ge=0, le=65535)
 
 
 class ComponentSettings(BaseSettings):
@@ -285,6 +308,7 @@ class MicroCloudSettings(ControllerSettings):
     cell: CellSection = CellSection(stop_instances_on_exit=True)
     # The router's other options (its port is `router_port`; status on any free port).
     router: RouterSection = RouterSection(status_port=0)
+    health: HealthSection = HealthSection(status_port=0)
 
 
 class RouterSettings(ComponentSettings):
@@ -292,6 +316,13 @@ class RouterSettings(ComponentSettings):
 
     bus: BusSettings = BusSettings()
     router: RouterSection = RouterSection()
+
+
+class HealthSettings(ComponentSettings):
+    """`overcast health`: the health service on the shared bus, acting through the API."""
+
+    bus: BusSettings = BusSettings()
+    health: HealthSection = HealthSection()
 
 
 class CliSettings(ComponentSettings):

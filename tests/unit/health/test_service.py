@@ -1,0 +1,206 @@
+"""The health service's loop logic, driven by hand: heartbeats and events in, a fake controller
+port out, a fake wall clock. converge() itself is tested in test_converge.py; here: warm-up,
+crash reports sent once, asks not repeated while in flight, failures retried, and no action
+without desired state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from overcast.bus.base import Message
+from overcast.bus.memory import MemoryBus
+from overcast.bus.messages import Heartbeat, InstanceEvent, InstanceReport, Resources
+from overcast.health.service import HealthOptions, HealthService
+from overcast.models.instances import CellState, InstanceState
+
+APP, PROCESS = "app-1", "process-1"
+
+
+class FakePort:
+    def __init__(self, instances: int = 2) -> None:
+        self.instances = instances
+        self.available = True
+        self.failing_acts = 0
+        self.requests: list[dict[str, Any]] = []
+
+    async def desired(self) -> dict[str, Any]:
+        if not self.available:
+            raise ConnectionError("controller down")
+        process = {
+            "process_guid": PROCESS,
+            "app_guid": APP,
+            "version": "v1",
+            "instances": self.instances,
+        }
+        return {"generated_at": 0.0, "processes": [process]}
+
+    async def act(self, request: dict[str, Any]) -> dict[str, Any]:
+        self.requests.append(request)
+        if self.failing_acts:
+            self.failing_acts -= 1
+            raise ConnectionError("controller down")
+        return {
+            "starts": [
+                {"process_guid": s["process_guid"], "index": s["index"], "accepted": True}
+                for s in request["starts"]
+            ],
+            "stops": [
+                {"instance_guid": s["instance_guid"], "accepted": True} for s in request["stops"]
+            ],
+        }
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def report(index: int, state: InstanceState, *, seq: int, crash_count: int = 0) -> InstanceReport:
+    return InstanceReport(
+        instance_guid=f"i-{index}",
+        process_guid=PROCESS,
+        process_type="web",
+        app_guid=APP,
+        index=index,
+        version="v1",
+        state=state,
+        since=900.0,
+        host="127.0.0.1",
+        memory_mb=64,
+        disk_mb=64,
+        seq=seq,
+        reason="CRASHED" if state == InstanceState.CRASHED else None,
+        exit_status=1 if state == InstanceState.CRASHED else None,
+        detail="exited with status 1" if state == InstanceState.CRASHED else None,
+        crash_count=crash_count,
+    )
+
+
+def heartbeat(cell: str, seq: int, *instances: InstanceReport) -> Heartbeat:
+    return Heartbeat(
+        cell_id=cell,
+        zone="z1",
+        state=CellState.ENABLED,
+        host="127.0.0.1",
+        stacks=["overcast-linux"],
+        capacity=Resources(memory_mb=4096, disk_mb=4096, containers=100),
+        allocated=Resources(memory_mb=0, disk_mb=0, containers=0),
+        instances=list(instances),
+        seq=seq,
+        interval_seconds=1.0,
+        sent_at=0.0,
+        started_at=1.0,
+    )
+
+
+async def _service(port: FakePort, clock: Clock) -> HealthService:
+    bus = MemoryBus(name="health-test")
+    await bus.connect()
+    service = HealthService(bus, port, HealthOptions(warm_up_seconds=2.0), wall=clock)
+    service._started_at = clock.now  # as start() would, without its background tasks
+    return service
+
+
+async def _crash(service: HealthService, index: int, *, seq: int, crash_count: int) -> None:
+    crashed = report(index, InstanceState.CRASHED, seq=seq, crash_count=crash_count)
+    event = InstanceEvent(
+        cell_id="c1",
+        instance=crashed,
+        from_state=InstanceState.RUNNING,
+        to_state=InstanceState.CRASHED,
+    )
+    await service._on_event(_message(event.wire()))
+
+
+def _message(data: dict[str, Any]) -> Message:
+    return Message(subject="instance.event", data=data)
+
+
+async def test_nothing_is_done_before_a_heartbeat_round_was_heard() -> None:
+    port, clock = FakePort(), Clock()
+    service = await _service(port, clock)
+    await service.refresh_desired()
+    assert await service.converge_once() is None  # no heartbeat yet
+    service.actual.observe_heartbeat(heartbeat("c1", 1), clock.now)
+    assert await service.converge_once() is None  # heard one, but too soon after start
+    assert port.requests == []
+
+
+async def test_a_crash_is_restarted_once_and_reported_once() -> None:
+    port, clock = FakePort(), Clock()
+    service = await _service(port, clock)
+    await service.refresh_desired()
+    beat = heartbeat(
+        "c1", 2, report(0, InstanceState.RUNNING, seq=1), report(1, InstanceState.RUNNING, seq=2)
+    )
+    service.actual.observe_heartbeat(beat, clock.now)
+    clock.now += 3
+    service.actual.observe_heartbeat(beat, clock.now)
+    assert (await service.converge_once()) is not None
+    assert port.requests == []  # everything runs
+
+    await _crash(service, 1, seq=3, crash_count=1)
+    clock.now += 0.5
+    await service.converge_once()
+    (request,) = port.requests
+    (start,) = request["starts"]
+    assert (start["index"], start["reason"], start["crash_count"]) == (1, "CRASHED", 1)
+    assert [stop["reason"] for stop in request["stops"]] == ["CRASHED"]
+    (crash,) = request["crashes"]
+    assert (crash["exit_status"], crash["detail"]) == (1, "exited with status 1")
+    assert service.counters.detection_latencies == [0.5]
+
+    # Asked, and not yet seen done: not asked again, and the crash is not reported twice.
+    await service.converge_once()
+    assert len(port.requests) == 1 or not port.requests[-1]["starts"]
+    assert all(not later["crashes"] for later in port.requests[1:])
+
+
+async def test_a_failed_ask_is_asked_again() -> None:
+    port, clock = FakePort(instances=1), Clock()
+    service = await _service(port, clock)
+    await service.refresh_desired()
+    service.actual.observe_heartbeat(heartbeat("c1", 1), clock.now)
+    clock.now += 3
+    port.failing_acts = 1
+    await service.converge_once()
+    await service.converge_once()
+    assert [len(request["starts"]) for request in port.requests] == [1, 1]
+    assert service.counters.act_failures == 1
+    assert service.counters.starts_by_reason["MISSING"] == 1
+
+
+async def test_no_desired_state_means_no_action() -> None:
+    port, clock = FakePort(), Clock()
+    port.available = False
+    service = await _service(port, clock)
+    assert not await service.refresh_desired()
+    service.actual.observe_heartbeat(heartbeat("c1", 1), clock.now)
+    clock.now += 3
+    plan = await service.converge_once()
+    assert plan is not None and plan.freshness.value == "UNAVAILABLE"
+    assert port.requests == []
+
+
+async def test_instances_of_a_silent_cell_are_replaced() -> None:
+    port, clock = FakePort(instances=1), Clock()
+    service = await _service(port, clock)
+    await service.refresh_desired()
+    service.actual.observe_heartbeat(
+        heartbeat("c1", 1, report(0, InstanceState.RUNNING, seq=1)), clock.now
+    )
+    service.actual.observe_heartbeat(heartbeat("c2", 1), clock.now)
+    clock.now += 2.5
+    service.actual.observe_heartbeat(heartbeat("c2", 2), clock.now)
+    await service.converge_once()
+    assert port.requests == []  # c1 missed two heartbeats: not lost yet
+    clock.now += 1.0
+    service.actual.observe_heartbeat(heartbeat("c2", 3), clock.now)
+    await service.refresh_desired()
+    await service.converge_once()
+    (request,) = port.requests
+    assert [(s["index"], s["reason"]) for s in request["starts"]] == [(0, "LOST_WITH_CELL")]
+    assert request["stops"] == []  # nothing is stopped on a cell that cannot be reached
