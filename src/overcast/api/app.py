@@ -13,6 +13,7 @@ from overcast.api.v3 import (
     builds,
     droplets,
     extensions,
+    health,
     instances,
     logs,
     misc,
@@ -65,6 +66,7 @@ def create_app(
                 + UPLOAD_FRAMING_BYTES,
             ),
             (packages.MATCHES_PATH, max(max_body_bytes, packages.MAX_MATCHES_BODY_BYTES)),
+            (health.ACTIONS_PATH, max(max_body_bytes, health.MAX_ACTIONS_BODY_BYTES)),
         ],
     )
     for module in (
@@ -83,6 +85,7 @@ def create_app(
         blobs,
         instances,
         routes,
+        health,
     ):
         app.include_router(module.router)
     return app

@@ -93,6 +93,10 @@ class InstanceSpec(Wire):
     # default round-robin.
     route_options: dict[str, str] = Field(default_factory=dict)
     log_rate_limit_bytes_per_second: int = -1
+    # Consecutive crashes of this index so far, carried over from the crash record this
+    # instance replaces: the cell counts on from it, so crash back-off grows across
+    # replacements (DESIGN.md section 7).
+    crash_count: int = Field(default=0, ge=0)
 
 
 class StartInstance(Wire):

@@ -321,7 +321,12 @@ class CellAgent:
             # A repeat (or a twin of a live instance): report what is here, start nothing.
             await self._respond(message, self._reply(True, record=decision.record))
             return
-        record = InstanceRecord(spec=spec, state=InstanceState.UNCLAIMED, since=self._now())
+        record = InstanceRecord(
+            spec=spec,
+            state=InstanceState.UNCLAIMED,
+            since=self._now(),
+            crash_count=spec.crash_count,
+        )
         self._table.instances[spec.instance_guid] = record
         before = self._change(record, InstanceState.CLAIMED)
         await self._respond(message, self._reply(True, record=record))
@@ -587,7 +592,7 @@ class CellAgent:
             reason=reason.value,
             detail=detail,
             exit_status=status.status if status is not None else None,
-            crash_count=record.crash_count + 1,
+            crash_count=record.crash_count_after_crash(self._now()),
             port=None,
             pid=None,
             pid_start_time=None,

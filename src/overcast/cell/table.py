@@ -14,7 +14,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from overcast.bus.messages import InstanceReport, InstanceSpec
 from overcast.cell.runtime import ProcessHandle
-from overcast.models.instances import ALLOCATING_STATES, CellState, InstanceState
+from overcast.models.instances import (
+    ALLOCATING_STATES,
+    CRASH_RESET_SECONDS,
+    CellState,
+    InstanceState,
+)
 
 TABLE_FILE = "instances.json"
 CELL_ID_FILE = "cell-id"
@@ -52,6 +57,15 @@ class InstanceRecord(BaseModel):
     @property
     def allocating(self) -> bool:
         return self.state in ALLOCATING_STATES
+
+    def crash_count_after_crash(self, crashed_at: float) -> int:
+        """The index's crash count once a crash at `crashed_at` is counted. It goes on from
+        the count the instance started with (carried over from the record it replaced), unless
+        it ran healthy long enough for the earlier crashes not to matter any more."""
+        running_since = self.running_since
+        if running_since is not None and crashed_at - running_since >= CRASH_RESET_SECONDS:
+            return 1
+        return self.crash_count + 1
 
     @property
     def handle(self) -> ProcessHandle | None:

@@ -19,6 +19,7 @@ from overcast.controller.clients import Clients
 from overcast.controller.deletion import Deletions
 from overcast.controller.domains import Domains
 from overcast.controller.droplets import Droplets
+from overcast.controller.health import HealthManagement
 from overcast.controller.instances import Instances
 from overcast.controller.jobs import Jobs
 from overcast.controller.logs import LogBuffer, Logs
@@ -130,7 +131,11 @@ class Controller:
         self.apps.uris_of_processes = self.routes.uris_of_processes
         for operation in self.scheduler.operations():
             engine.register(operation)
-        self.instances = Instances(*parts, directory=self.directory, scheduler=self.scheduler)
+        # The health manager's requests, checked against desired state before any cell hears.
+        self.health = HealthManagement(*parts, scheduler=self.scheduler, directory=self.directory)
+        self.instances = Instances(
+            *parts, directory=self.directory, scheduler=self.scheduler, health=self.health
+        )
         # Staging: builds run on cells chosen by placement and end with a droplet.
         self.buildpacks = Buildpacks(buildpacks)
         self.builds = Builds(

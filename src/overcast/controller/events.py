@@ -9,7 +9,7 @@ from typing import Any
 from overcast.controller.access import Caller
 from overcast.core.clock import Clock
 from overcast.core.ids import new_guid
-from overcast.models.resources import App, AuditEvent, Space
+from overcast.models.resources import Actor, App, AuditEvent, Space
 from overcast.models.secrets import mask
 from overcast.store.base import Tx
 
@@ -27,6 +27,32 @@ async def record(
     **data: Any,
 ) -> AuditEvent:
     """`target` is (guid, type, name)."""
+    return await record_as(
+        tx,
+        clock,
+        caller.actor,
+        event_type,
+        target=target,
+        request=request,
+        space_guid=space_guid,
+        org_guid=org_guid,
+        **data,
+    )
+
+
+async def record_as(
+    tx: Tx,
+    clock: Clock,
+    actor: Actor,
+    event_type: str,
+    *,
+    target: tuple[str, str, str],
+    request: dict[str, Any] | None = None,
+    space_guid: str | None = None,
+    org_guid: str | None = None,
+    **data: Any,
+) -> AuditEvent:
+    """An event whose actor is not an API caller (a process that crashed, say)."""
     target_guid, target_type, target_name = target
     payload = dict(data)
     if request is not None:
@@ -34,7 +60,7 @@ async def record(
     event = AuditEvent(
         guid=new_guid(),
         type=event_type,
-        actor=caller.actor,
+        actor=actor,
         target_guid=target_guid,
         target_type=target_type,
         target_name=target_name,

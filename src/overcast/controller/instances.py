@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from overcast.bus import subjects
 from overcast.bus.base import BusError
@@ -12,6 +13,7 @@ from overcast.controller.access import Caller, forbid, visible_process
 from overcast.controller.base import UseCase
 from overcast.controller.cells import CellDirectory, CellRecord
 from overcast.controller.events import record_app_event
+from overcast.controller.health import CrashInfo, HealthManagement
 from overcast.controller.scheduler import Scheduler
 from overcast.controller.scheduling import request_schedule
 from overcast.models.errors import NotFound, ServiceUnavailable, Unprocessable
@@ -47,6 +49,11 @@ class InstanceStat:
     instance_guid: str | None
     cell_id: str | None
     sampled_at: datetime
+    # CRASHED only: the index's consecutive crashes, why the last one happened, and when the
+    # health manager restarts it (None: at once, or no health manager is reporting).
+    crash_count: int | None = None
+    crash_reason: str | None = None
+    next_restart_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -63,10 +70,18 @@ def _best(reports: list[tuple[str, InstanceReport]], version: str) -> tuple[str,
 
 
 class Instances(UseCase):
-    def __init__(self, *parts: object, directory: CellDirectory, scheduler: Scheduler) -> None:
+    def __init__(
+        self,
+        *parts: object,
+        directory: CellDirectory,
+        scheduler: Scheduler,
+        health: HealthManagement | None = None,
+    ) -> None:
         super().__init__(*parts)  # type: ignore[arg-type]
         self.directory = directory
         self.scheduler = scheduler
+        # Crash restarts waiting for their back-off, for the stats of CRASHED instances.
+        self.health = health
 
     async def _process(self, tx: Tx, caller: Caller, guid: str) -> tuple[Process, App, Space]:
         return await visible_process(tx, caller, guid)
@@ -80,6 +95,7 @@ class Instances(UseCase):
         for placed in self.directory.instances(process_guid=process.guid):
             by_index.setdefault(placed.report.index, []).append((placed.cell_id, placed.report))
         usage = await self.scheduler.usage_of(process.guid) if by_index else {}
+        crashes = self.health.crash_info(process.guid) if self.health is not None else {}
         now = self.clock.now()
         stats = []
         for index in range(process.instances):
@@ -88,7 +104,10 @@ class Instances(UseCase):
                 stats.append(self._down(process, index, now))
                 continue
             cell_id, report = _best(reports, process.version)
-            stats.append(_stat(process, cell_id, report, usage.get(report.instance_guid), now))
+            stat = _stat(process, cell_id, report, usage.get(report.instance_guid), now)
+            if report.state == InstanceState.CRASHED:
+                stat = _with_crash(stat, report, crashes.get(index))
+            stats.append(stat)
         return stats
 
     def _down(self, process: Process, index: int, now: datetime) -> InstanceStat:
@@ -178,6 +197,19 @@ class Instances(UseCase):
         assert record is not None
         record.heartbeat = record.heartbeat.model_copy(update={"state": CellState(state)})
         return CellInfo(record, self.directory.cell_state(record))
+
+
+def _with_crash(stat: InstanceStat, report: InstanceReport, info: CrashInfo | None) -> InstanceStat:
+    """A CRASHED instance's stats with its crash count and reason, and when the health
+    manager restarts it if it waits for this very crash record."""
+    waiting = info is not None and info.instance_guid == report.instance_guid
+    restart_at = info.next_restart_at if info is not None and waiting else None
+    return dataclasses.replace(
+        stat,
+        crash_count=report.crash_count,
+        crash_reason=report.reason,
+        next_restart_at=None if restart_at is None else datetime.fromtimestamp(restart_at, UTC),
+    )
 
 
 def _stat(

@@ -4,14 +4,17 @@ report, place what is missing (DESIGN.md section 7) and send `start`/`stop` to t
 It runs as the `process.schedule` job (one at a time per process, on the `placement` queue), so
 a burst of scale requests collapses into few runs and an operator sees each one. Crash restarts
 and lost cells belong to the health manager; this only makes the instance set match what a user
-asked for."""
+asked for. The health manager's starts come through `start_index`, which checks them against
+desired state and takes turns per process with this controller's scheduling runs, so the two
+never start the same index twice."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -45,7 +48,7 @@ from overcast.core.ids import new_guid
 from overcast.core.logging import get_logger
 from overcast.jobs.engine import JobContext, JobEngine, Operation, Poll, StageOutcome, StageSpec
 from overcast.models.environment import vcap_application
-from overcast.models.instances import InstanceState
+from overcast.models.instances import LIVE_STATES, CellState, InstanceState
 from overcast.models.lifecycle import AppState
 from overcast.models.resources import Actor, App, AuditEvent, Process
 from overcast.store.base import Store
@@ -58,6 +61,14 @@ SYSTEM_ACTOR = Actor(guid="overcast-scheduler", type="system", name="scheduler")
 RPC_TIMEOUT_SECONDS = 5.0
 STATS_TIMEOUT_SECONDS = 2.0
 
+# Why a start the health manager asks for is not made (plain strings: the API shows them).
+NOT_DESIRED = "not desired"
+INDEX_OUT_OF_RANGE = "index out of range"
+STALE_VERSION = "stale version"
+ALREADY_RUNNING = "already running"
+CELLS_NOT_HEARD = "cells not heard from yet"
+UNPLACED = "unplaced"
+
 
 @dataclass
 class StartPlan:
@@ -69,6 +80,45 @@ class StartPlan:
     # index -> cells that rejected (or did not answer) a start for it in this run
     excluded: dict[int, set[str]] = field(default_factory=dict)
     unplaced_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class StartOutcome:
+    accepted: bool
+    # Why not: one of the strings above; `detail` says more when no cell could take it.
+    reason: str | None = None
+    detail: str | None = None
+
+
+@dataclass
+class _ProcessLock:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    holders: int = 0
+
+
+def desired_instances(app: App, process: Process) -> int:
+    """How many instances of the process should run: none unless its app is started and has
+    a droplet to run."""
+    running = app.state == AppState.STARTED and app.current_droplet_guid is not None
+    return process.instances if running else 0
+
+
+def start_refusal(
+    loaded: tuple[App, Process] | None, index: int, *, version: str | None = None
+) -> str | None:
+    """Why desired state does not want `index` of a process started, or None when it does.
+    `version` is the process version the request was computed from, when it says."""
+    if loaded is None:
+        return NOT_DESIRED
+    app, process = loaded
+    wanted = desired_instances(app, process)
+    if wanted == 0:
+        return NOT_DESIRED
+    if version is not None and version != process.version:
+        return STALE_VERSION
+    if not 0 <= index < wanted:
+        return INDEX_OUT_OF_RANGE
+    return None
 
 
 class RouteSource(Protocol):
@@ -102,6 +152,8 @@ class Scheduler:
         self.droplets = droplets
         self.rpc_timeout = rpc_timeout
         self.api_url = ""
+        # Process guid -> the lock its scheduling runs and health manager starts take turns on.
+        self._process_locks: dict[str, _ProcessLock] = {}
 
     def operations(self) -> list[Operation]:
         return [
@@ -143,6 +195,10 @@ class Scheduler:
 
     async def schedule(self, process_guid: str) -> dict[str, object]:
         """One reconcile-place-start round trip for a process; returns a summary."""
+        async with self._exclusive(process_guid):
+            return await self._schedule(process_guid)
+
+    async def _schedule(self, process_guid: str) -> dict[str, object]:
         loaded = await self._load(process_guid)
         started = stopped = 0
         plan: StartPlan | None = None
@@ -187,18 +243,84 @@ class Scheduler:
         if loaded is None:
             return DesiredProcess(process_guid=process_guid, version="", instances=0)
         app, process = loaded
-        running = app.state == AppState.STARTED and app.current_droplet_guid is not None
         return DesiredProcess(
             process_guid=process.guid,
             version=process.version,
-            instances=process.instances if running else 0,
+            instances=desired_instances(app, process),
         )
 
     def _actual(self, process_guid: str) -> list[ActualInstance]:
+        return [_actual_instance(placed) for placed in self.reachable_instances(process_guid)]
+
+    def reachable_instances(self, process_guid: str) -> list[PlacedInstance]:
+        """The process's instances except those on cells presumed lost. A lost cell's instance
+        cannot be reached: counting it would keep it and stop its healthy replacement as a
+        duplicate, and a stop sent to it would only time out. The health manager re-places
+        it; if its cell comes back, the next run stops whichever copy is extra."""
         return [
-            _actual_instance(placed)
+            placed
             for placed in self.directory.instances(process_guid=process_guid)
+            if not self.on_lost_cell(placed.cell_id)
         ]
+
+    def on_lost_cell(self, cell_id: str) -> bool:
+        record = self.directory.cell(cell_id)
+        return record is not None and self.directory.cell_state(record) == CellState.LOST
+
+    @contextlib.asynccontextmanager
+    async def _exclusive(self, process_guid: str) -> AsyncIterator[None]:
+        """One scheduling run or health manager start of a process at a time, so neither
+        starts an index the other is starting; the lock goes once nobody holds or awaits it."""
+        entry = self._process_locks.setdefault(process_guid, _ProcessLock())
+        entry.holders += 1
+        try:
+            async with entry.lock:
+                yield
+        finally:
+            entry.holders -= 1
+            if entry.holders == 0:
+                del self._process_locks[process_guid]
+
+    # --- starts the health manager asks for -------------------------------------------------
+
+    async def start_index(
+        self, process_guid: str, index: int, *, crash_count: int = 0, version: str | None = None
+    ) -> StartOutcome:
+        """Start one instance at `index` (crashed, lost with its cell, or missing), if desired
+        state wants it and no live instance of the desired version holds it on a reachable
+        cell. The replacement inherits `crash_count` so that crash back-off grows across
+        replacements. A cell that rejects the start is left out and the next one tried."""
+        async with self._exclusive(process_guid):
+            loaded = await self._load(process_guid)
+            refusal = start_refusal(loaded, index, version=version)
+            if refusal is not None:
+                return StartOutcome(accepted=False, reason=refusal)
+            assert loaded is not None
+            if not self.directory.warm:
+                # Until every cell has had time to answer, a live instance may be one not
+                # heard of yet: a start now could be a second copy.
+                return StartOutcome(accepted=False, reason=CELLS_NOT_HEARD)
+            if self._holds_index(loaded[1], index):
+                return StartOutcome(accepted=False, reason=ALREADY_RUNNING)
+            return await self._start_at(await self._start_plan(loaded), index, crash_count)
+
+    def _holds_index(self, process: Process, index: int) -> bool:
+        return any(
+            placed.report.index == index
+            and placed.report.version == process.version
+            and placed.report.state in LIVE_STATES
+            for placed in self.reachable_instances(process.guid)
+        )
+
+    async def _start_at(self, plan: StartPlan, index: int, crash_count: int) -> StartOutcome:
+        for _ in range(MAX_ROUNDS):
+            if plan.unplaced_reason is not None:
+                break
+            accepted, _ = await self._place_and_start(plan, [index], crash_count=crash_count)
+            if accepted:
+                return StartOutcome(accepted=True)
+        detail = plan.unplaced_reason or f"the cells rejected it {MAX_ROUNDS} times"
+        return StartOutcome(accepted=False, reason=UNPLACED, detail=detail)
 
     # --- starting ---------------------------------------------------------------------------
 
@@ -281,7 +403,9 @@ class Scheduler:
             accepted += sum(1 for reply in replies if reply is not None and reply.accepted)
         log.info("scheduler.routes_pushed", processes=len(set(process_guids)), cells=accepted)
 
-    async def _place_and_start(self, plan: StartPlan, indices: Sequence[int]) -> tuple[int, bool]:
+    async def _place_and_start(
+        self, plan: StartPlan, indices: Sequence[int], *, crash_count: int = 0
+    ) -> tuple[int, bool]:
         """Place and start `indices`; returns (accepted, whether a retry could help)."""
         process = plan.process
         requests = [
@@ -306,16 +430,23 @@ class Scheduler:
                 reason=plan.unplaced_reason,
             )
         starts = [
-            self._start_one(plan, int(placement.request.key), placement.cell_id)
+            self._start_one(plan, int(placement.request.key), placement.cell_id, crash_count)
             for placement in result.placed
         ]
         outcomes = await asyncio.gather(*starts)
         accepted = sum(1 for ok in outcomes if ok)
         return accepted, accepted < len(outcomes)
 
-    async def _start_one(self, plan: StartPlan, index: int, cell_id: str) -> bool:
+    async def _start_one(
+        self, plan: StartPlan, index: int, cell_id: str, crash_count: int = 0
+    ) -> bool:
         spec = InstanceSpec.model_validate(
-            {**plan.spec_base, "instance_guid": new_guid(), "index": index}
+            {
+                **plan.spec_base,
+                "instance_guid": new_guid(),
+                "index": index,
+                "crash_count": crash_count,
+            }
         )
         reply = await self.rpc(cell_id, StartInstance(instance=spec).wire())
         if reply is not None and reply.accepted:

@@ -54,6 +54,9 @@ ALLOCATING_STATES = frozenset(
 # States in which an instance counts towards its process's desired instances.
 LIVE_STATES = frozenset({InstanceState.CLAIMED, InstanceState.STARTING, InstanceState.RUNNING})
 FINAL_STATES = frozenset({InstanceState.STOPPED})
+# An instance that ran this long before crashing was healthy: its index's crash count starts
+# again at 1 (Diego's rule; the cell counts crashes, the health manager times restarts by them).
+CRASH_RESET_SECONDS = 5 * 60.0
 
 
 def stats_state(state: InstanceState | None) -> str:

@@ -153,6 +153,20 @@ async def test_a_missing_command_crashes_with_a_clear_detail(
     await eventually(said_not_found, what="bash's complaint on stderr")
 
 
+async def test_a_replacement_counts_crashes_on_from_the_count_it_carries(
+    cells: Cells, droplets: Droplets
+) -> None:
+    agent = await cells.start()
+    spec = instance_spec(
+        droplets.hello, droplets.url(droplets.hello), command="no-such-command", crash_count=3
+    )
+    reply = await start(cells, agent, spec)
+    assert reply["instance"]["crash_count"] == 3
+    record = await wait_state(agent, spec.instance_guid, InstanceState.CRASHED)
+    assert record.crash_count == 4
+    assert agent.heartbeat().instances[0].crash_count == 4
+
+
 async def test_http_health_check(cells: Cells, droplets: Droplets) -> None:
     agent = await cells.start()
     check = HealthCheckSpec(type="http", endpoint="/health", interval_seconds=0.1)

@@ -16,7 +16,7 @@ from overcast.cell.table import (
     read_table,
     write_table,
 )
-from overcast.models.instances import CellState, InstanceState
+from overcast.models.instances import CRASH_RESET_SECONDS, CellState, InstanceState
 from tests.unit.cell.test_decisions import spec
 
 
@@ -98,3 +98,22 @@ def test_the_table_is_readable_by_its_owner_only(tmp_path: Path) -> None:
     path = tmp_path / "instances.json"
     write_table(path, CellTable(cell_id="c1", seq=1))
     assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_crash_count_goes_on_from_the_carried_count() -> None:
+    # A replacement starts with the count of the crash record it replaced (spec.crash_count).
+    record = InstanceRecord(
+        spec=spec(crash_count=4), state=InstanceState.RUNNING, since=100.0, crash_count=4
+    )
+    record.running_since = 100.0
+    assert record.crash_count_after_crash(100.0 + CRASH_RESET_SECONDS - 1) == 5
+    never_ran = record.model_copy(update={"running_since": None})
+    assert never_ran.crash_count_after_crash(10_000.0) == 5
+
+
+def test_crash_count_starts_again_after_a_healthy_run() -> None:
+    record = InstanceRecord(
+        spec=spec(crash_count=9), state=InstanceState.RUNNING, since=100.0, crash_count=9
+    )
+    record.running_since = 100.0
+    assert record.crash_count_after_crash(100.0 + CRASH_RESET_SECONDS) == 1

@@ -23,6 +23,7 @@ async def extensions_root(request: Request) -> JSONResponse:
                 "jobs": urls.link("/v3/x/jobs"),
                 "queues": urls.link("/v3/x/queues"),
                 "clients": urls.link("/v3/x/clients"),
+                "health": urls.link("/v3/x/health"),
             }
         }
     )

@@ -32,6 +32,16 @@ def _usage_time(stat: InstanceStat) -> str:
 
 
 def present_stat(stat: InstanceStat) -> Json:
+    body = _cf_stat(stat)
+    if stat.state == "CRASHED":
+        restart_at = stat.next_restart_at
+        body["crash_count"] = stat.crash_count
+        body["crash_reason"] = stat.crash_reason
+        body["next_restart_at"] = None if restart_at is None else timestamp(restart_at)
+    return body
+
+
+def _cf_stat(stat: InstanceStat) -> Json:
     ports = [] if stat.port is None else [{"external": stat.port, "internal": stat.port}]
     running = stat.state in ("RUNNING", "STARTING", "CRASHED")
     return {
