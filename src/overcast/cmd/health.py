@@ -9,23 +9,14 @@ import signal
 import sys
 
 from overcast.bus.factory import bus_from_settings
+from overcast.cmd.wiring import health_options
 from overcast.core.logging import configure_logging, get_logger
-from overcast.core.settings import HealthSection, HealthSettings, stdout_is_terminal
+from overcast.core.settings import HealthSettings, stdout_is_terminal
 from overcast.health.api_port import ApiControllerPort
 from overcast.health.metrics import health_status_server
-from overcast.health.service import HealthOptions, HealthService
+from overcast.health.service import HealthService
 
 log = get_logger(__name__)
-
-
-def health_options(section: HealthSection) -> HealthOptions:
-    return HealthOptions(
-        desired_refresh_seconds=section.desired_refresh_seconds,
-        converge_interval_seconds=section.converge_interval_seconds,
-        sweep_seconds=section.sweep_seconds,
-        inflight_seconds=section.inflight_seconds,
-        warm_up_seconds=section.warm_up_seconds,
-    )
 
 
 async def run_health(settings: HealthSettings) -> None:

@@ -13,9 +13,17 @@ from pathlib import Path
 
 from overcast.cell.agent import CellAgent
 from overcast.cmd.cell import cell_work_dir
-from overcast.cmd.wiring import build_controller, start_api, stop_api, write_private_file
+from overcast.cmd.wiring import (
+    InProcessControllerPort,
+    build_controller,
+    health_options,
+    start_api,
+    stop_api,
+    write_private_file,
+)
 from overcast.core.logging import configure_logging, get_logger
 from overcast.core.settings import MicroCloudSettings, stdout_is_terminal
+from overcast.health.service import HealthService
 from overcast.jobs.engine import default_owner
 from overcast.router.service import RouterPorts, RouterService
 
@@ -85,6 +93,12 @@ async def run_micro_cloud(
     await router.ready_once_heard(
         await cell.register_routes(), within=settings.router.register_interval_seconds
     )
+    # The health service: restarts crashed instances with back-off, acting on the controller
+    # in process (the same checks as its API).
+    health = HealthService(
+        parts.bus, InProcessControllerPort(parts.controller.health), health_options(settings.health)
+    )
+    await health.start()
     server, server_task = await start_api(parts.app, settings.api.host, settings.api.port)
     try:
         port = server.bound_port()
@@ -116,6 +130,7 @@ async def run_micro_cloud(
     finally:
         log.info("micro.stopping")
         await stop_api(server, server_task)
+        await health.stop()
         await cell.stop()
         await router.stop()
         await parts.close()

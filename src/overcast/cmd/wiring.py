@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -23,10 +25,12 @@ from overcast.controller.apps import DEFAULT_STACK
 from overcast.controller.bootstrap import AdminBootstrap, ensure_admin, ensure_shared_domain
 from overcast.controller.buildpacks import InstalledBuildpack
 from overcast.controller.controller import Controller
+from overcast.controller.health import HealthActions, HealthManagement
 from overcast.controller.package_archive import ArchiveRules
 from overcast.core.clock import Clock, SystemClock
 from overcast.core.logging import get_logger
-from overcast.core.settings import ControllerSettings
+from overcast.core.settings import ControllerSettings, HealthSection
+from overcast.health.service import HealthOptions
 from overcast.jobs.engine import JobEngine, default_owner
 from overcast.staging.archives import ArchiveLimits, check_zip, entry_path
 from overcast.staging.archives.common import EntryTree
@@ -215,3 +219,28 @@ async def stop_api(server: ApiServer, task: asyncio.Task[None]) -> None:
     server.should_exit = True
     with contextlib.suppress(asyncio.CancelledError):
         await asyncio.wait_for(task, timeout=10)
+
+
+class InProcessControllerPort:
+    """The health service's ControllerPort when it runs beside the controller (the micro
+    cloud): the same checks as POST /v3/x/health/actions, without HTTP."""
+
+    def __init__(self, health: HealthManagement) -> None:
+        self._health = health
+
+    async def desired(self) -> dict[str, Any]:
+        return await self._health.desired()
+
+    async def act(self, request: dict[str, Any]) -> dict[str, Any]:
+        results = await self._health.act(HealthActions.model_validate(request))
+        return dataclasses.asdict(results)
+
+
+def health_options(section: HealthSection) -> HealthOptions:
+    return HealthOptions(
+        desired_refresh_seconds=section.desired_refresh_seconds,
+        converge_interval_seconds=section.converge_interval_seconds,
+        sweep_seconds=section.sweep_seconds,
+        inflight_seconds=section.inflight_seconds,
+        warm_up_seconds=section.warm_up_seconds,
+    )

@@ -100,8 +100,9 @@ class HealthService:
         self._wake = asyncio.Event()
         self._subscriptions: list[Subscription] = []
         self._tasks: list[asyncio.Task[None]] = []
-        # (process, index) -> when its start was asked; instance guid -> when its stop was.
-        self._starting: dict[tuple[str, int], float] = {}
+        # (process, index) -> when its start was asked and the instance it replaces; instance
+        # guid -> when its stop was asked.
+        self._starting: dict[tuple[str, int], tuple[float, str | None]] = {}
         self._stopping: dict[str, float] = {}
         # Crashes heard and not yet reported: instance guid -> (crash record, heard at).
         self._crashes: dict[tuple[str, int], dict[str, Any]] = {}
@@ -234,8 +235,16 @@ class HealthService:
         self.last_plan = plan
         self._unknown_since = dict(plan.unknown_since)
         self._forget_settled(now)
-        starts = [s for s in plan.starts if s.not_before <= now and self._may_start(s, now)]
-        stops = [s for s in plan.stops if s.instance_guid not in self._stopping]
+        due = [start for start in plan.starts if start.not_before <= now]
+        starts = [start for start in due if self._may_start(start, now)]
+        # A crash record is stopped only with its replacement's start: while that start waits
+        # (in flight), the record keeps the index and its crash count.
+        held = {start.replaces for start in due if start not in starts and start.replaces}
+        stops = [
+            stop
+            for stop in plan.stops
+            if stop.instance_guid not in self._stopping and stop.instance_guid not in held
+        ]
         crashes = list(self._crashes.values())
         if starts or stops or crashes:
             await self._ask(plan, starts, stops, crashes, now)
@@ -243,23 +252,25 @@ class HealthService:
 
     def _may_start(self, start: StartAction, now: float) -> bool:
         asked = self._starting.get((start.process_guid, start.index))
-        return asked is None or now - asked > self.options.inflight_seconds
+        return asked is None or now - asked[0] > self.options.inflight_seconds
 
     def _forget_settled(self, now: float) -> None:
-        """Asked-for actions that are done (seen live, or gone) or too old to wait on."""
-        live = {
-            (instance.process_guid, instance.index)
-            for instance in self.actual.instances()
-            if instance.state
-            in (InstanceState.CLAIMED, InstanceState.STARTING, InstanceState.RUNNING)
-        }
+        """Asked-for actions that are done or too old to wait on: a start once any instance
+        other than the one it replaces holds its index (live, or crashed already: converge
+        then sees that one), a stop once its instance is gone."""
+        instances = self.actual.instances()
+        holders: dict[tuple[str, int], set[str]] = {}
+        for instance in instances:
+            holders.setdefault((instance.process_guid, instance.index), set()).add(
+                instance.instance_guid
+            )
         limit = self.options.inflight_seconds
         self._starting = {
-            key: asked
-            for key, asked in self._starting.items()
-            if key not in live and now - asked <= limit
+            key: (asked, replaces)
+            for key, (asked, replaces) in self._starting.items()
+            if not (holders.get(key, set()) - {replaces}) and now - asked <= limit
         }
-        present = {instance.instance_guid for instance in self.actual.instances()}
+        present = {instance.instance_guid for instance in instances}
         self._stopping = {
             guid: asked
             for guid, asked in self._stopping.items()
@@ -291,7 +302,7 @@ class HealthService:
             "status": self.status(),
         }
         for start in starts:
-            self._starting[(start.process_guid, start.index)] = now
+            self._starting[(start.process_guid, start.index)] = (now, start.replaces)
         for stop in stops:
             self._stopping[stop.instance_guid] = now
         try:
@@ -349,9 +360,10 @@ class HealthService:
     # --- status -----------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
+        """Figures for the controller's GET /v3/x/health (numbers and words, none empty)."""
         plan = self.last_plan
         latencies = self.counters.detection_latencies
-        return {
+        figures: dict[str, Any] = {
             "converge_runs": self.counters.converge_runs,
             "desired_refreshes": self.counters.desired_refreshes,
             "desired_failures": self.counters.desired_failures,
@@ -363,12 +375,10 @@ class HealthService:
             "instances": self.actual.instance_count(),
             "waiting_restarts": len(plan.waiting) if plan else 0,
             "last_detection_latency_seconds": latencies[-1] if latencies else None,
-            **{
-                f"starts_{reason.lower()}": n
-                for reason, n in self.counters.starts_by_reason.items()
-            },
-            **{f"stops_{reason.lower()}": n for reason, n in self.counters.stops_by_reason.items()},
+            **_by_reason("starts", self.counters.starts_by_reason),
+            **_by_reason("stops", self.counters.stops_by_reason),
         }
+        return {key: value for key, value in figures.items() if value is not None}
 
 
 def _by_reason(prefix: str, counts: Counter[str]) -> dict[str, int]:
@@ -387,7 +397,7 @@ def _crash_record(event: InstanceEvent) -> dict[str, Any]:
         "app_guid": report.app_guid,
         "index": report.index,
         "cell_id": event.cell_id,
-        "reason": report.reason,
+        "reason": report.reason or "CRASHED",
         "detail": report.detail,
         "exit_status": report.exit_status,
         "crash_count": report.crash_count,
@@ -402,6 +412,7 @@ def _start_body(start: StartAction) -> dict[str, Any]:
         "reason": start.reason.value,
         "crash_count": start.crash_count,
         "replaces": start.replaces,
+        "version": start.version,
     }
 
 

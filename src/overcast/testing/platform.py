@@ -28,8 +28,16 @@ from overcast.bus.memory import MemoryBroker, MemoryBus
 from overcast.bus.messages import InstanceReport
 from overcast.bus.nats import NatsBus
 from overcast.cell.agent import CellAgent
-from overcast.cmd.wiring import ApiServer, ControllerParts, build_controller, start_api, stop_api
+from overcast.cmd.wiring import (
+    ApiServer,
+    ControllerParts,
+    InProcessControllerPort,
+    build_controller,
+    start_api,
+    stop_api,
+)
 from overcast.core.settings import CellSection, ControllerSettings, RouterSection
+from overcast.health.service import HealthOptions, HealthService
 from overcast.router.service import RouterPorts, RouterService
 from overcast.testing.droplets import BuiltDroplet, build_droplet
 
@@ -43,6 +51,13 @@ FAST_ROUTER = {
     "register_interval_seconds": 0.5,
     "prune_threshold_seconds": 3.0,
     "ready_after_seconds": 0.7,
+}
+FAST_HEALTH = {
+    "desired_refresh_seconds": 1.0,
+    "converge_interval_seconds": 0.05,
+    "sweep_seconds": 0.3,
+    "inflight_seconds": 10.0,
+    "warm_up_seconds": 0.5,
 }
 
 # Short intervals: tests wait for heartbeats and probes, and should not wait long.
@@ -138,6 +153,8 @@ class Platform:
     routers: dict[str, RouterService] = field(default_factory=dict)
     router_ports: dict[str, RouterPorts] = field(default_factory=dict)
     _router_buses: dict[str, Bus] = field(default_factory=dict)
+    health: HealthService | None = None
+    _health_bus: Bus | None = None
     closed: bool = False
 
     # --- cells ------------------------------------------------------------------------------
@@ -196,6 +213,27 @@ class Platform:
             return self.routers[name].ready
 
         await eventually(ready, within=10)
+
+    # --- the health service -----------------------------------------------------------------
+
+    async def add_health(self, **overrides: Any) -> HealthService:
+        """The health service on the platform's bus, acting on the controller in process (as
+        in the micro cloud), with short intervals."""
+        options = HealthOptions(**{**FAST_HEALTH, **overrides})
+        bus = await self.make_bus("health")
+        port = InProcessControllerPort(self.parts.controller.health)
+        self.health = HealthService(bus, port, options)
+        self._health_bus = bus
+        await self.health.start()
+        return self.health
+
+    async def stop_health(self) -> None:
+        if self.health is not None:
+            await self.health.stop()
+            self.health = None
+        if self._health_bus is not None:
+            await self._health_bus.close()
+            self._health_bus = None
 
     # --- HTTP -------------------------------------------------------------------------------
 
@@ -406,6 +444,7 @@ class Platform:
         if self.closed:
             return
         self.closed = True
+        await self.stop_health()
         for cell_id in list(self.cells):
             await self.stop_cell(cell_id, stop_instances=True)
         for name in list(self.routers):
