@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import zlib
 
+from overcast.models.instances import CRASH_RESET_SECONDS
+
 # The first crashes restart at once: a single crash is usually a fluke (a lost connection at
 # boot), and waiting would only lengthen the outage.
 IMMEDIATE_RESTARTS = 3
@@ -20,8 +22,6 @@ IMMEDIATE_RESTARTS = 3
 FIRST_BACKOFF_SECONDS = 30.0
 # The longest nominal wait (16 minutes), so a crash-looping app still gets a try now and then.
 MAX_BACKOFF_SECONDS = 16 * 60.0
-# An instance that ran this long before crashing was healthy: its index starts counting anew.
-CRASH_RESET_SECONDS = 5 * 60.0
 # Restarts are spread by up to this fraction either way of the nominal wait, so apps that
 # crashed together (a database outage) do not all come back in the same second.
 JITTER_FRACTION = 0.1
