@@ -5,7 +5,8 @@ Each round SIGKILLs the instance at index 1 of a two-instance app (the hello tes
 booting Python server) and measures, from the kill, when a new instance at index 1 answers
 through the router. An index restarts at once for its first three crashes and then backs off
 (Diego's policy), so the kills go round APPS apps, three each. Printed: p50/p95/max, and the
-part of it the health service took to ask for the replacement (its detection latency). Goal (issue 7): p95 under 2 s.
+part of it the health service took to ask for the replacement (its detection latency).
+Goal (issue 7): p95 under 2 s.
 Run: .venv/bin/python bench/health.py
 """
 
