@@ -6,6 +6,7 @@ liveness is judged by when its heartbeats reach us, whatever its clock says."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from overcast.bus.messages import Heartbeat, InstanceEvent, InstanceReport
@@ -26,6 +27,14 @@ class ActualState:
         self._cells: dict[str, _Cell] = {}
         # Events about cells whose first heartbeat has not arrived yet.
         self._early: dict[str, dict[str, InstanceReport]] = {}
+        # Cells judged lost, and the instances of those that came back (a paused cell resumed,
+        # a partition healed): their indexes were re-placed meanwhile, so they are the ones
+        # to go (converge's `distrusted`).
+        self._lost: set[str] = set()
+        self._distrusted: set[str] = set()
+
+    def mark_lost(self, cell_ids: Iterable[str]) -> None:
+        self._lost.update(cell_ids)
 
     def observe_heartbeat(self, heartbeat: Heartbeat, received_at: float) -> None:
         cell = self._cells.get(heartbeat.cell_id)
@@ -36,6 +45,10 @@ class ActualState:
             )
             return
         cell.received_at = received_at
+        if heartbeat.cell_id in self._lost:
+            self._lost.discard(heartbeat.cell_id)
+            held = {report.instance_guid for report in heartbeat.instances}
+            self._distrusted.update(held | set(cell.instances))
         newer_process = heartbeat.started_at > cell.heartbeat.started_at
         if heartbeat.seq < cell.heartbeat.seq and not newer_process:
             return  # overtaken by a newer one: only its arrival counts
@@ -75,15 +88,18 @@ class ActualState:
         }
 
     def instances(self) -> list[ActualInstance]:
-        return [
-            _actual(cell_id, report)
+        found = [
+            _actual(cell_id, report, report.instance_guid in self._distrusted)
             for cell_id, cell in self._cells.items()
             for report in cell.instances.values()
             if report.state != InstanceState.STOPPED
         ]
+        if self._distrusted:
+            self._distrusted &= {instance.instance_guid for instance in found}
+        return found
 
 
-def _actual(cell_id: str, report: InstanceReport) -> ActualInstance:
+def _actual(cell_id: str, report: InstanceReport, distrusted: bool) -> ActualInstance:
     crashed = report.state == InstanceState.CRASHED
     return ActualInstance(
         instance_guid=report.instance_guid,
@@ -96,4 +112,5 @@ def _actual(cell_id: str, report: InstanceReport) -> ActualInstance:
         crash_count=report.crash_count,
         crashed_at=report.since if crashed else None,
         crash_reason=(report.detail or report.reason) if crashed else None,
+        distrusted=distrusted,
     )

@@ -15,8 +15,10 @@ Inputs
   the snapshot during which each was first seen so; the plan returns the updated mapping.
 
 Which instance satisfies an index: one at that index, of the desired version, in a live state
-(CLAIMED, STARTING, RUNNING), on a cell that is not lost. Of several, the one furthest along is
-kept (then the oldest, then the lowest guid) and the rest are DUPLICATE. Instances that are
+(CLAIMED, STARTING, RUNNING), on a cell that is not lost. Of several, one that is not
+`distrusted` (its cell was judged lost and came back, after its index was re-placed) is kept
+first, then the one furthest along (then the oldest, then the lowest guid); the rest are
+DUPLICATE. Instances that are
 STOPPING, STOPPED or UNCLAIMED are ignored, as in controller/reconcile.py: they are on their way
 out or not on a cell yet. An EVACUATING instance does not satisfy its index (its replacement is
 started; it leaves its cell once that runs) and is stopped only when unwanted.
@@ -150,6 +152,9 @@ class ActualInstance:
     # When it last crashed; `since` stands in when None, being the crash time while CRASHED.
     crashed_at: float | None = None
     crash_reason: str | None = None
+    # It was on a cell when that cell was judged lost, and the cell came back: its index was
+    # re-placed meanwhile, so of two holders this one goes (whatever their ages).
+    distrusted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -517,9 +522,15 @@ def _remember_lowest(holders: dict[int, str], instance: ActualInstance) -> None:
         holders[instance.index] = instance.instance_guid
 
 
-def _keep_order(instance: ActualInstance) -> tuple[int, float, str]:
-    # Then the oldest (the longest proven), then the lowest guid so the choice is total.
-    return (_KEEP_RANK[instance.state], instance.since, instance.instance_guid)
+def _keep_order(instance: ActualInstance) -> tuple[bool, int, float, str]:
+    # Never one from a cell that was lost, if there is another; then the one furthest along,
+    # then the oldest (the longest proven), then the lowest guid so the choice is total.
+    return (
+        instance.distrusted,
+        _KEEP_RANK[instance.state],
+        instance.since,
+        instance.instance_guid,
+    )
 
 
 def _crash_order(record: ActualInstance) -> tuple[int, float, str]:

@@ -233,6 +233,7 @@ class HealthService:
         )
         self.counters.converge_runs += 1
         self.last_plan = plan
+        self.actual.mark_lost(plan.lost_cells)
         self._unknown_since = dict(plan.unknown_since)
         self._forget_settled(now)
         due = [start for start in plan.starts if start.not_before <= now]

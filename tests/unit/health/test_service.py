@@ -204,3 +204,27 @@ async def test_instances_of_a_silent_cell_are_replaced() -> None:
     (request,) = port.requests
     assert [(s["index"], s["reason"]) for s in request["starts"]] == [(0, "LOST_WITH_CELL")]
     assert request["stops"] == []  # nothing is stopped on a cell that cannot be reached
+
+
+async def test_a_cell_back_from_lost_loses_its_duplicates_not_their_replacements() -> None:
+    port, clock = FakePort(instances=1), Clock()
+    service = await _service(port, clock)
+    await service.refresh_desired()
+    old = report(0, InstanceState.RUNNING, seq=1)
+    service.actual.observe_heartbeat(heartbeat("c1", 1, old), clock.now)
+    service.actual.observe_heartbeat(heartbeat("c2", 1), clock.now)
+    clock.now += 3.5  # c1 falls silent (paused): three heartbeats missed
+    service.actual.observe_heartbeat(heartbeat("c2", 2), clock.now)
+    await service.converge_once()
+    assert [s["reason"] for s in port.requests[-1]["starts"]] == ["LOST_WITH_CELL"]
+    # The replacement runs on c2; it is younger than the instance c1 still holds.
+    replacement = report(0, InstanceState.RUNNING, seq=3).model_copy(
+        update={"instance_guid": "i-0-new", "since": 1003.0}
+    )
+    service.actual.observe_heartbeat(heartbeat("c2", 3, replacement), clock.now)
+    clock.now += 0.5
+    service.actual.observe_heartbeat(heartbeat("c1", 2, old), clock.now)  # c1 resumes
+    await service.refresh_desired()
+    await service.converge_once()
+    (stop,) = port.requests[-1]["stops"]
+    assert (stop["instance_guid"], stop["reason"]) == ("i-0", "DUPLICATE")
