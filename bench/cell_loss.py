@@ -10,8 +10,6 @@ Run: .venv/bin/python bench/cell_loss.py
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import statistics
 import tempfile
 import time
@@ -25,18 +23,6 @@ from overcast.testing.platform import CellProcess, Platform, nats_buses, start_p
 
 ROUNDS = 3
 DOMAIN = "apps.localhost"
-
-
-def _kill_instances_of(work_dir: Path) -> None:
-    root = str(work_dir.resolve())
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if os.readlink(entry / "cwd").startswith(root):
-                os.kill(int(entry.name), signal.SIGKILL)
-        except OSError:
-            continue
 
 
 def _remote(root: Path, nats_url: str, number: int) -> CellProcess:
@@ -88,7 +74,7 @@ async def one_round(platform: Platform, root: Path, nats_url: str, number: int) 
         await asyncio.sleep(1.0)
         killed = time.perf_counter()
         cell.kill()
-        _kill_instances_of(cell.work_dir)
+        cell.kill_instances()
         host = f"{name}.{DOMAIN}"
         while not await _both_from_local(platform, app["guid"], host):
             if time.perf_counter() - killed > 60:
@@ -97,7 +83,7 @@ async def one_round(platform: Platform, root: Path, nats_url: str, number: int) 
         return time.perf_counter() - killed
     finally:
         cell.stop()
-        _kill_instances_of(cell.work_dir)
+        cell.kill_instances()
 
 
 async def main() -> None:

@@ -561,3 +561,19 @@ class CellProcess:
             self.process.kill()
             self.process.wait()
             self.process = None
+
+    def kill_instances(self) -> int:
+        """SIGKILL every process working inside the cell's work dir: its instances, which run
+        in sessions of their own, so that killing the cell does not reach them. How many."""
+        killed = 0
+        root = str(self.work_dir.resolve())
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                if os.readlink(entry / "cwd").startswith(root):
+                    os.kill(int(entry.name), signal.SIGKILL)
+                    killed += 1
+            except OSError:  # gone meanwhile, or not ours to read
+                continue
+        return killed

@@ -6,7 +6,6 @@ so no duplicate remains."""
 
 from __future__ import annotations
 
-import os
 import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -54,28 +53,7 @@ def remote(tmp_path: Path, nats_server: NatsServer) -> Iterator[CellProcess]:
         if cell.process is not None:
             cell.process.send_signal(signal.SIGCONT)
         cell.stop()
-        _kill_instances_of(cell.work_dir)
-
-
-def _kill_instances_of(work_dir: Path) -> int:
-    """SIGKILL every process whose working directory is inside the cell's work dir (its
-    instances run in sessions of their own, so killing the cell does not reach them)."""
-    killed = 0
-    root = str(work_dir.resolve())
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cwd = os.readlink(entry / "cwd")
-        except OSError:
-            continue
-        if cwd.startswith(root):
-            try:
-                os.kill(int(entry.name), signal.SIGKILL)
-                killed += 1
-            except ProcessLookupError:
-                pass
-    return killed
+        cell.kill_instances()
 
 
 async def _spread_app(platform: Platform, name: str) -> dict[str, Any]:
@@ -117,7 +95,7 @@ async def test_a_killed_cell_s_instances_answer_elsewhere(
     app = await _spread_app(platform, "movers")
     assert remote.process is not None
     remote.kill()  # the cell process ...
-    assert _kill_instances_of(remote.work_dir) >= 1  # ... and everything it ran
+    assert remote.kill_instances() >= 1  # ... and everything it ran
 
     await eventually(lambda: _all_on_local(platform, app["guid"]), within=30)
 
