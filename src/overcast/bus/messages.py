@@ -285,6 +285,18 @@ class CellDiscover(Wire):
     requester: str
 
 
+class CellLost(Wire):
+    """The health service judged a cell lost (three missed heartbeats) and is re-placing its
+    instances: routers withdraw the endpoints that cell registered, so a paused or partitioned
+    cell's instances get no requests until it is heard from again with news."""
+
+    cell_id: str = Field(min_length=1)
+    judged_by: str = ""
+    # Unix seconds of the verdict, and of the cell's last heartbeat.
+    at: float
+    last_heard: float | None = None
+
+
 # --- router.register / router.unregister / router.start / router.greet --------------------------
 
 
@@ -310,6 +322,8 @@ class RouteRegistration(Wire):
     instance_guid: str
     index: int = Field(default=0, ge=0)
     tag: ModificationTag
+    # The cell holding the instance (a `cell.lost` verdict withdraws its endpoints).
+    cell_id: str = ""
     # Forget the endpoint when not re-registered for this long (capped by the router's own).
     stale_threshold_seconds: float | None = Field(default=None, gt=0)
     # uri -> "round-robin" | "least-connection", for routes that are not round-robin.

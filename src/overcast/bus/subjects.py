@@ -13,6 +13,8 @@ ROUTER_GREET = "router.greet"
 AGENT_DISCOVER = "agent.discover"
 # A controller or health manager that (re)started asks every cell to heartbeat at once.
 CELL_DISCOVER = "cell.discover"
+# The health service judged a cell lost: routers stop sending its instances requests.
+CELL_LOST = "cell.lost"
 # Every app's log lines (controllers keep a recent buffer per app).
 ALL_APP_LOGS = "logs.*"
 # Controllers tell each other (and idle job workers) that a job was queued.

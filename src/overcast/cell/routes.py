@@ -37,7 +37,9 @@ GREET_TIMEOUT_SECONDS = 1.0
 STALE_ROUNDS = 6
 
 
-def registration(record: InstanceRecord, host: str, interval: float) -> RouteRegistration | None:
+def registration(
+    record: InstanceRecord, host: str, interval: float, cell_id: str = ""
+) -> RouteRegistration | None:
     """What announces the instance's routes; None when it has none or no port."""
     spec = record.spec
     if not spec.routes or record.port is None:
@@ -51,6 +53,7 @@ def registration(record: InstanceRecord, host: str, interval: float) -> RouteReg
         instance_guid=spec.instance_guid,
         index=spec.index,
         tag=ModificationTag(guid=spec.instance_guid, index=record.seq),
+        cell_id=cell_id,
         stale_threshold_seconds=interval * STALE_ROUNDS,
         load_balancing={
             uri: mode for uri, mode in spec.route_options.items() if uri in spec.routes
@@ -97,14 +100,17 @@ class RouteRegistrar:
 
     # --- one instance -----------------------------------------------------------------------
 
+    def _registration(self, record: InstanceRecord) -> RouteRegistration | None:
+        return registration(record, self._host, self.interval, self._cell_id)
+
     async def register(self, record: InstanceRecord) -> None:
-        message = registration(record, self._host, self.interval)
+        message = self._registration(record)
         if message is not None:
             await self._publish(ROUTER_REGISTER, message)
 
     async def unregister(self, record: InstanceRecord, uris: list[str] | None = None) -> None:
         """Withdraw the instance's routes (or only `uris`), tagged with its current seq."""
-        message = registration(record, self._host, self.interval)
+        message = self._registration(record)
         if message is None:
             return
         if uris is not None:
@@ -117,7 +123,7 @@ class RouteRegistrar:
         count = 0
         for record in list(self._records()):
             if record.state == InstanceState.RUNNING:
-                message = registration(record, self._host, self.interval)
+                message = self._registration(record)
                 if message is not None:
                     await self._publish(ROUTER_REGISTER, message)
                     count += 1

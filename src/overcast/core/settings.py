@@ -198,6 +198,9 @@ class RouterSection(_Section):
     # stopped re-registering is forgotten.
     register_interval_seconds: float = Field(default=5.0, gt=0)
     prune_threshold_seconds: float = Field(default=30.0, gt=0)
+    # A cell the health service judged lost has its endpoints withdrawn; its registrations of
+    # the same instances are refused this long (news, such as a restarted instance, passes).
+    lost_cell_hold_seconds: float = Field(default=60.0, gt=0)
     # A new router answers 503 "not ready" until a full round of registrations was heard.
     # Empty: one register interval.
     ready_after_seconds: float | None = Field(default=None, ge=0)

@@ -33,8 +33,15 @@ class ActualState:
         self._lost: set[str] = set()
         self._distrusted: set[str] = set()
 
-    def mark_lost(self, cell_ids: Iterable[str]) -> None:
-        self._lost.update(cell_ids)
+    def mark_lost(self, cell_ids: Iterable[str]) -> set[str]:
+        """Record the verdicts; the cells newly judged lost."""
+        newly = set(cell_ids) - self._lost
+        self._lost.update(newly)
+        return newly
+
+    def last_heard(self, cell_id: str) -> float | None:
+        cell = self._cells.get(cell_id)
+        return cell.received_at if cell is not None else None
 
     def observe_heartbeat(self, heartbeat: Heartbeat, received_at: float) -> None:
         cell = self._cells.get(heartbeat.cell_id)

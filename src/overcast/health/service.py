@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from overcast.bus import subjects
 from overcast.bus.base import Bus, Message, Subscription
-from overcast.bus.messages import BadMessage, CellDiscover, Heartbeat, InstanceEvent
+from overcast.bus.messages import BadMessage, CellDiscover, CellLost, Heartbeat, InstanceEvent
 from overcast.core.logging import get_logger
 from overcast.health.actual import ActualState
 from overcast.health.converge import (
@@ -233,7 +233,9 @@ class HealthService:
         )
         self.counters.converge_runs += 1
         self.last_plan = plan
-        self.actual.mark_lost(plan.lost_cells)
+        newly_lost = self.actual.mark_lost(plan.lost_cells)
+        if newly_lost:
+            await self._announce_lost(newly_lost, plan, now)
         self._unknown_since = dict(plan.unknown_since)
         self._forget_settled(now)
         due = [start for start in plan.starts if start.not_before <= now]
@@ -250,6 +252,26 @@ class HealthService:
         if starts or stops or crashes:
             await self._ask(plan, starts, stops, crashes, now)
         return plan
+
+    async def _announce_lost(self, cell_ids: set[str], plan: Plan, now: float) -> None:
+        """Tell the routers (`cell.lost`) to stop sending requests to these cells. Not when
+        every cell fell silent at once: that is more likely this service's own link than
+        every cell dying, and withdrawing every route would take apps down for nothing."""
+        if len(plan.lost_cells) >= self.actual.cell_count():
+            log.warning("health.all_cells_silent", cells=len(plan.lost_cells))
+            return
+        for cell_id in sorted(cell_ids):
+            verdict = CellLost(
+                cell_id=cell_id,
+                judged_by="health",
+                at=now,
+                last_heard=self.actual.last_heard(cell_id),
+            )
+            log.warning("health.cell_lost", cell_id=cell_id)
+            try:
+                await self.bus.publish(subjects.CELL_LOST, verdict.wire())
+            except Exception as error:  # the routers' stale threshold still applies
+                log.warning("health.cell_lost_unannounced", error=type(error).__name__)
 
     def _may_start(self, start: StartAction, now: float) -> bool:
         asked = self._starting.get((start.process_guid, start.index))

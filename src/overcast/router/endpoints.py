@@ -24,6 +24,8 @@ class Endpoint:
     process_guid: str = ""
     instance_guid: str = ""
     index: int = 0
+    # The cell that registered it (its endpoints are withdrawn together when it is lost).
+    cell_id: str = ""
 
     @property
     def address(self) -> str:

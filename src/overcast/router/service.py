@@ -7,6 +7,8 @@ plane in front of it, and the router's own status.
   register everything at once.
 - Not ready (the data plane answers 503, /health 503) until a full round of registrations
   was heard: `ready_after_seconds` (default one register interval) after start.
+- `cell.lost` (the health service's verdict) withdraws that cell's endpoints at once, rather
+  than after their stale threshold: a paused or cut-off cell's instances get no requests.
 - Stale endpoints are pruned on a timer, except while the bus is down; a reconnect freshens
   every entry first. A bus outage never empties the table, so routes keep answering.
 - Every request is an access log line, and for apps an `RTR` log line on `logs.<app>`.
@@ -26,8 +28,16 @@ from pathlib import Path
 from typing import Any
 
 from overcast.bus.base import Bus, BusState, Message, Subscription
-from overcast.bus.messages import BadMessage, LogBatch, LogLine, RouteRegistration, RouterStart
+from overcast.bus.messages import (
+    BadMessage,
+    CellLost,
+    LogBatch,
+    LogLine,
+    RouteRegistration,
+    RouterStart,
+)
 from overcast.bus.subjects import (
+    CELL_LOST,
     ROUTER_GREET,
     ROUTER_REGISTER,
     ROUTER_START,
@@ -142,7 +152,7 @@ class RouterService:
         self.settings = settings
         self.bus = bus
         self.id = settings.id or f"router-{uuid.uuid4()}"
-        self.table = RouteTable(settings.prune_threshold_seconds)
+        self.table = RouteTable(settings.prune_threshold_seconds, settings.lost_cell_hold_seconds)
         self._clock = clock
         self._wall = wall
         options = proxy_options or ProxyOptions(
@@ -172,6 +182,7 @@ class RouterService:
             await self.bus.subscribe(ROUTER_REGISTER, self._on_register),
             await self.bus.subscribe(ROUTER_UNREGISTER, self._on_unregister),
             await self.bus.subscribe(ROUTER_GREET, self._on_greet),
+            await self.bus.subscribe(CELL_LOST, self._on_cell_lost),
         ]
         http = await self.proxy.start(self.settings.host, self.settings.port)
         status = await self.status.start(self.settings.status_host, self.settings.status_port)
@@ -273,6 +284,16 @@ class RouterService:
         for uri in registration.uris:
             if self.table.unregister(uri, address, tag, now):
                 self.unregistrations += 1
+
+    async def _on_cell_lost(self, message: Message) -> None:
+        try:
+            verdict = CellLost.parse(message.data)
+        except BadMessage as error:
+            log.info("router.bad_cell_lost", error=str(error)[:200])
+            return
+        removed = self.table.withdraw_cell(verdict.cell_id, self._clock())
+        self.unregistrations += len(removed)
+        log.warning("router.cell_withdrawn", cell_id=verdict.cell_id, endpoints=len(removed))
 
     async def _on_greet(self, message: Message) -> None:
         await self.bus.respond(message, self.announcement().wire())
@@ -378,4 +399,5 @@ def _endpoint(registration: RouteRegistration) -> Endpoint:
         process_guid=registration.process_guid,
         instance_guid=registration.instance_guid,
         index=registration.index,
+        cell_id=registration.cell_id,
     )

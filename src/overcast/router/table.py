@@ -8,6 +8,10 @@ no clock of its own (every change takes `now`), so it is unit-tested exhaustivel
 - Each endpoint carries a modification tag `(guid, index)`: from the same source, only a higher
   or equal index applies; an unregister leaves a tombstone so a late, older register cannot
   bring the endpoint back.
+- A cell judged lost has its endpoints withdrawn at once, each tombstoned with its tag for
+  `lost_hold_seconds`: when the cell comes back, its registrations of the same instance state
+  cannot bring them back meanwhile (the health service stops its stale copies); only news
+  can, such as a newer state of the instance.
 - Endpoints not re-registered within their stale threshold are pruned, except while pruning
   is suspended (the bus is down: a bus outage must never empty the table); resuming freshens
   every entry first.
@@ -83,10 +87,13 @@ def _prefixes(path: str) -> Iterator[str]:
 
 
 class RouteTable:
-    def __init__(self, prune_threshold_seconds: float) -> None:
+    def __init__(
+        self, prune_threshold_seconds: float, lost_hold_seconds: float | None = None
+    ) -> None:
         self.prune_threshold = prune_threshold_seconds
+        self.lost_hold = max(lost_hold_seconds or 0.0, prune_threshold_seconds)
         self._pools: dict[str, dict[str, _Pool]] = {}
-        # (host, path, address) -> (tag, when): what was unregistered, for a while.
+        # (host, path, address) -> (tag, until): what was unregistered or withdrawn, for a while.
         self._tombstones: dict[tuple[str, str, str], tuple[Tag, float]] = {}
         self.pruning_suspended = False
 
@@ -142,7 +149,7 @@ class RouteTable:
         key = (host, path, address)
         buried = self._tombstones.get(key)
         if buried is None or tag.not_older_than(buried[0]):
-            self._tombstones[key] = (tag, now)
+            self._tombstones[key] = (tag, now + self.prune_threshold)
         if pool is None or current is None:
             return False
         del pool.entries[address]
@@ -150,6 +157,25 @@ class RouteTable:
         if not pool.entries:
             self._drop(host, path)
         return True
+
+    def withdraw_cell(self, cell_id: str, now: float) -> list[tuple[str, Endpoint]]:
+        """Remove every endpoint `cell_id` registered, tombstoned with its tag; what went, as
+        (uri, endpoint)."""
+        if not cell_id:
+            return []
+        removed: list[tuple[str, Endpoint]] = []
+        for host, pools in list(self._pools.items()):
+            for path, pool in list(pools.items()):
+                for address, entry in list(pool.entries.items()):
+                    if entry.endpoint.cell_id != cell_id:
+                        continue
+                    del pool.entries[address]
+                    pool.cached = None
+                    self._tombstones[(host, path, address)] = (entry.tag, now + self.lost_hold)
+                    removed.append((host + path, entry.endpoint))
+                if not pool.entries:
+                    self._drop(host, path)
+        return removed
 
     def _drop(self, host: str, path: str) -> None:
         pools = self._pools.get(host)
@@ -176,8 +202,8 @@ class RouteTable:
                         removed.append((host + path, entry.endpoint))
                 if not pool.entries:
                     self._drop(host, path)
-        for key, (_, when) in list(self._tombstones.items()):
-            if now - when > self.prune_threshold:
+        for key, (_, until) in list(self._tombstones.items()):
+            if now > until:
                 del self._tombstones[key]
         return removed
 

@@ -6,6 +6,7 @@ so no duplicate remains."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -122,6 +123,11 @@ async def test_a_paused_cell_comes_back_without_duplicates(
         )
 
     await eventually(replaced, within=30)
+    # Judged lost: the routers were told, and no longer send the paused cell's instance
+    # requests (it would answer: only the cell agent is paused, not its instances).
+    await eventually(lambda: _no_endpoint_on(platform, "paused", "remote"), within=5)
+    sightings: list[bool] = []
+    watching = asyncio.create_task(_watch_endpoints(platform, "paused", "remote", sightings))
     remote.process.send_signal(signal.SIGCONT)
     # Back: its old instance is the duplicate, and goes; the two on `local` stay.
     await eventually(lambda: _all_on_local(platform, app["guid"]), within=30)
@@ -131,4 +137,23 @@ async def test_a_paused_cell_comes_back_without_duplicates(
         return bool(cell["instances"] == 0)
 
     await eventually(remote_empty, within=30)
+    watching.cancel()
+    assert sightings and not any(sightings)  # its route was not used meanwhile
     assert await _both_answer(platform, "paused")
+
+
+def _cells_behind(platform: Platform, name: str) -> set[str]:
+    route = platform.routers["router"].table.lookup(f"{name}.{DOMAIN}", "/")
+    return {endpoint.cell_id for endpoint in route.endpoints} if route else set()
+
+
+async def _no_endpoint_on(platform: Platform, name: str, cell_id: str) -> bool:
+    return cell_id not in _cells_behind(platform, name)
+
+
+async def _watch_endpoints(
+    platform: Platform, name: str, cell_id: str, sightings: list[bool]
+) -> None:
+    while True:
+        sightings.append(cell_id in _cells_behind(platform, name))
+        await asyncio.sleep(0.05)

@@ -5,6 +5,7 @@ without desired state."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from overcast.bus.base import Message
@@ -228,3 +229,52 @@ async def test_a_cell_back_from_lost_loses_its_duplicates_not_their_replacements
     await service.converge_once()
     (stop,) = port.requests[-1]["stops"]
     assert (stop["instance_guid"], stop["reason"]) == ("i-0", "DUPLICATE")
+
+
+async def _delivered() -> None:
+    for _ in range(5):  # the memory bus hands messages over in tasks of its own
+        await asyncio.sleep(0)
+
+
+async def _lost_verdicts(service: HealthService) -> list[dict[str, Any]]:
+    heard: list[dict[str, Any]] = []
+
+    async def on_lost(message: Message) -> None:
+        heard.append(message.data)
+
+    await service.bus.subscribe("cell.lost", on_lost)
+    return heard
+
+
+async def test_a_lost_cell_is_announced_to_the_routers_once() -> None:
+    port, clock = FakePort(instances=1), Clock()
+    service = await _service(port, clock)
+    verdicts = await _lost_verdicts(service)
+    await service.refresh_desired()
+    service.actual.observe_heartbeat(
+        heartbeat("c1", 1, report(0, InstanceState.RUNNING, seq=1)), clock.now
+    )
+    service.actual.observe_heartbeat(heartbeat("c2", 1), clock.now)
+    clock.now += 3.5
+    service.actual.observe_heartbeat(heartbeat("c2", 2), clock.now)
+    await service.converge_once()
+    clock.now += 0.5
+    service.actual.observe_heartbeat(heartbeat("c2", 3), clock.now)
+    await service.converge_once()  # still lost: not announced again
+    await _delivered()
+    assert [(v["cell_id"], v["last_heard"]) for v in verdicts] == [("c1", 1000.0)]
+
+
+async def test_every_cell_silent_at_once_is_not_announced() -> None:
+    port, clock = FakePort(instances=1), Clock()
+    service = await _service(port, clock)
+    verdicts = await _lost_verdicts(service)
+    await service.refresh_desired()
+    service.actual.observe_heartbeat(
+        heartbeat("c1", 1, report(0, InstanceState.RUNNING, seq=1)), clock.now
+    )
+    service.actual.observe_heartbeat(heartbeat("c2", 1), clock.now)
+    clock.now += 3.5  # both silent: more likely our own link than both cells
+    await service.converge_once()
+    await _delivered()
+    assert verdicts == []

@@ -115,6 +115,37 @@ def test_unregister_respects_tags_and_leaves_a_tombstone() -> None:
     assert ports(routes.lookup("app.com", "/")) == [1]
 
 
+def test_a_lost_cell_s_endpoints_are_withdrawn_until_there_is_news() -> None:
+    routes = table(threshold=30)
+    paused = Endpoint(host="10.0.0.2", port=1, instance_guid="i1", cell_id="c1")
+    other = Endpoint(host="10.0.0.3", port=2, instance_guid="i2", cell_id="c2")
+    routes.register("app.com", paused, Tag("i1", 3), 0)
+    routes.register("app.com/api", paused, Tag("i1", 3), 0)
+    routes.register("app.com", other, Tag("i2", 1), 0)
+    removed = routes.withdraw_cell("c1", 5)
+    assert sorted(uri for uri, _ in removed) == ["app.com", "app.com/api"]
+    assert [e.cell_id for e in routes.lookup("app.com", "/").endpoints] == ["c2"]  # type: ignore[union-attr]
+    assert routes.lookup("app.com", "/api").path == ""  # type: ignore[union-attr]
+    # The resumed cell re-registering the same instance state is not news ...
+    assert not routes.register("app.com", paused, Tag("i1", 3), 6)
+    # ... a change of its state is; and after the prune threshold the tombstone is gone.
+    assert routes.register("app.com/api", paused, Tag("i1", 4), 7)
+    routes.prune(36)
+    assert routes.register("app.com", paused, Tag("i1", 3), 37)
+    assert routes.withdraw_cell("", 40) == []  # registrations without a cell are kept
+
+
+def test_a_withdrawal_holds_longer_than_an_unregister() -> None:
+    routes = RouteTable(prune_threshold_seconds=3, lost_hold_seconds=60)
+    paused = Endpoint(host="10.0.0.2", port=1, instance_guid="i1", cell_id="c1")
+    routes.register("app.com", paused, Tag("i1", 3), 0)
+    routes.withdraw_cell("c1", 1)
+    routes.prune(30)
+    assert not routes.register("app.com", paused, Tag("i1", 3), 30)  # still held
+    routes.prune(62)
+    assert routes.register("app.com", paused, Tag("i1", 3), 62)
+
+
 def test_stale_endpoints_are_pruned() -> None:
     routes = table(threshold=30)
     routes.register("app.com", ep(1, "i1"), Tag("i1", 1), 0)
