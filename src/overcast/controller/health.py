@@ -74,6 +74,7 @@ UNKNOWN_INSTANCE = "unknown instance"
 INSTANCE_MISMATCH = "not that cell's or process's instance"
 CELL_LOST = "cell lost"
 STILL_NEEDED = "still needed"
+REPLACEMENT_NOT_STARTED = "replacement not started"
 CELL_REFUSED = "cell refused or did not answer"
 
 
@@ -215,6 +216,21 @@ def still_needed(report: InstanceReport, wanted: int, version: str, other_holder
     )
 
 
+def keeps_crashed_index(
+    report: InstanceReport, wanted: int, version: str, other_holders: int
+) -> bool:
+    """Whether the instance is the crash record of an index that desired state wants (`wanted`
+    instances of `version`) and nothing else holds, live or crashed. Stopped before its
+    replacement is started, the index would lose its crash count (the back-off would begin
+    again) and look missing to the next scheduling run, which starts it at once."""
+    return (
+        report.state == InstanceState.CRASHED
+        and 0 <= report.index < wanted
+        and report.version == version
+        and other_holders == 0
+    )
+
+
 @dataclass
 class _ActualView:
     """The cell directory at one moment, indexed for checking many stops."""
@@ -223,6 +239,8 @@ class _ActualView:
     lost_cells: frozenset[str]
     # (process guid, index, version) -> guids of the live instances holding it, lost cells aside.
     holders: dict[tuple[str, int, str], set[str]]
+    # The same for the crash records.
+    crash_records: dict[tuple[str, int, str], set[str]]
 
     @classmethod
     def of(cls, directory: CellDirectory) -> _ActualView:
@@ -233,13 +251,18 @@ class _ActualView:
         )
         by_guid: dict[str, PlacedInstance] = {}
         holders: dict[tuple[str, int, str], set[str]] = {}
+        crash_records: dict[tuple[str, int, str], set[str]] = {}
         for placed in directory.instances():
             report = placed.report
             by_guid[report.instance_guid] = placed
-            if report.state in LIVE_STATES and placed.cell_id not in lost:
-                key = (report.process_guid, report.index, report.version)
+            if placed.cell_id in lost:
+                continue
+            key = (report.process_guid, report.index, report.version)
+            if report.state in LIVE_STATES:
                 holders.setdefault(key, set()).add(report.instance_guid)
-        return cls(by_guid=by_guid, lost_cells=lost, holders=holders)
+            elif report.state == InstanceState.CRASHED:
+                crash_records.setdefault(key, set()).add(report.instance_guid)
+        return cls(by_guid=by_guid, lost_cells=lost, holders=holders, crash_records=crash_records)
 
 
 # --- the use case ------------------------------------------------------------------------------
@@ -299,7 +322,8 @@ class HealthManagement(UseCase):
             # Starts before stops: a crash record keeps holding its index until its
             # replacement is on a cell, so no scheduling run starts the index meanwhile.
             starts = [await self._start(item, known) for item in request.starts]
-            stops = await self._stop_all(request.stops, known)
+            started = {(result.process_guid, result.index) for result in starts if result.accepted}
+            stops = await self._stop_all(request.stops, known, started)
             await self._record_crashes(request.crashes, known)
         log.info(
             "health.acted",
@@ -374,8 +398,12 @@ class HealthManagement(UseCase):
     # --- stops ------------------------------------------------------------------------------
 
     async def _stop_all(
-        self, items: Sequence[StopRequest], known: dict[str, tuple[App, Process]]
+        self,
+        items: Sequence[StopRequest],
+        known: dict[str, tuple[App, Process]],
+        started: set[tuple[str, int]],
     ) -> list[StopResult]:
+        """`started`: the (process, index) pairs whose start this request made."""
         view = _ActualView.of(self.directory)
         refusals: list[str | None] = []
         # Instance guid -> (stop reason, the instance): each sent once, however often asked.
@@ -385,7 +413,7 @@ class HealthManagement(UseCase):
             if placed is None:
                 refusals.append(UNKNOWN_INSTANCE)
                 continue
-            refusal = self._stop_refusal(item, placed, known, view)
+            refusal = self._stop_refusal(item, placed, known, view, started)
             refusals.append(refusal)
             # A stopping instance is on its way out: accepted, nothing to send.
             if refusal is None and placed.report.state != InstanceState.STOPPING:
@@ -424,6 +452,7 @@ class HealthManagement(UseCase):
         placed: PlacedInstance,
         known: dict[str, tuple[App, Process]],
         view: _ActualView,
+        started: set[tuple[str, int]],
     ) -> str | None:
         """Why the instance may not be stopped, or None; an accepted stop counts the instance
         as gone from its index, so that a later stop in the request cannot take the last
@@ -436,11 +465,18 @@ class HealthManagement(UseCase):
         loaded = known.get(report.process_guid)
         wanted = desired_instances(*loaded) if loaded is not None else 0
         version = loaded[1].version if loaded is not None else ""
-        holders = view.holders.get((report.process_guid, report.index, report.version), set())
+        key = (report.process_guid, report.index, report.version)
+        holders = view.holders.get(key, set())
         others = len(holders - {report.instance_guid})
         if still_needed(report, wanted, version, others):
             return STILL_NEEDED
+        records = view.crash_records.get(key, set())
+        others += len(records - {report.instance_guid})
+        replaced = (report.process_guid, report.index) in started
+        if not replaced and keeps_crashed_index(report, wanted, version, others):
+            return REPLACEMENT_NOT_STARTED
         holders.discard(report.instance_guid)
+        records.discard(report.instance_guid)
         return None
 
     # --- crashes ----------------------------------------------------------------------------

@@ -337,6 +337,44 @@ async def test_stops_never_take_the_last_instance_of_a_wanted_index(api: Api) ->
     assert second.stops() == ["twin-guid"] and first.stops() == []
 
 
+async def test_a_crash_record_stays_until_its_replacement_is_started(api: Api) -> None:
+    cell = await _cell(api)
+    started = await _app(api)
+    pg = started.process_guid
+    record = cell.put(_crashed(_only_instance(cell), crash_count=2))
+    # Its replacement is refused (here: computed from an older version; after a controller
+    # restart: the cells not heard from yet): the record keeps the index and its crash count,
+    # or the next start would count from 0 and a scheduling run would start the index at once.
+    refused = await _act(
+        api,
+        {
+            "starts": [
+                _start(pg, reason="CRASHED", crash_count=2, version="an-older-version"),
+            ],
+            "stops": [_stop(record, cell.cell_id, reason="CRASHED")],
+        },
+    )
+    assert _outcomes(refused["starts"]) == [(False, "stale version")]
+    assert _outcomes(refused["stops"]) == [(False, "replacement not started")]
+    assert cell.stops() == []
+    # Of two crash records at the index, one may go: the other keeps it.
+    older = cell.put(record.model_copy(update={"instance_guid": "older-record", "crash_count": 1}))
+    duplicate = await _act(api, {"stops": [_stop(older, cell.cell_id, reason="DUPLICATE")]})
+    assert _outcomes(duplicate["stops"]) == [(True, None)]
+    # Started, its replacement holds the index: the record goes with it.
+    replaced = await _act(
+        api,
+        {
+            "starts": [_start(pg, reason="CRASHED", crash_count=2, replaces=record.instance_guid)],
+            "stops": [_stop(record, cell.cell_id, reason="CRASHED")],
+        },
+    )
+    assert _outcomes(replaced["starts"]) == [(True, None)]
+    assert _outcomes(replaced["stops"]) == [(True, None)]
+    assert cell.stops() == ["older-record", record.instance_guid]
+    assert cell.starts()[-1].crash_count == 2
+
+
 async def test_instances_of_a_stopped_app_may_be_stopped(api: Api) -> None:
     cell = await _cell(api)
     started = await _app(api)

@@ -12,7 +12,13 @@ from pydantic import ValidationError
 
 from overcast.bus.messages import InstanceReport
 from overcast.controller.cells import CellDirectory
-from overcast.controller.health import MAX_ITEMS, MAX_STATUS_KEYS, HealthActions, still_needed
+from overcast.controller.health import (
+    MAX_ITEMS,
+    MAX_STATUS_KEYS,
+    HealthActions,
+    keeps_crashed_index,
+    still_needed,
+)
 from overcast.controller.scheduler import (
     INDEX_OUT_OF_RANGE,
     NOT_DESIRED,
@@ -130,6 +136,27 @@ def test_what_may_be_stopped(
     instance: InstanceReport, wanted: int, version: str, others: int
 ) -> None:
     assert not still_needed(instance, wanted=wanted, version=version, other_holders=others)
+
+
+def test_the_only_crash_record_of_a_wanted_index_keeps_it() -> None:
+    crashed = report(state=InstanceState.CRASHED)
+    assert keeps_crashed_index(crashed, wanted=1, version="v1", other_holders=0)
+
+
+@pytest.mark.parametrize(
+    ("instance", "wanted", "version", "others"),
+    [
+        (report(state=InstanceState.CRASHED), 1, "v1", 1),  # held by another (live or crashed)
+        (report(state=InstanceState.CRASHED, index=1), 1, "v1", 0),  # out of range
+        (report(state=InstanceState.CRASHED), 0, "v1", 0),  # the app is stopped
+        (report(state=InstanceState.CRASHED, version="v0"), 1, "v1", 0),  # another version
+        (report(), 1, "v1", 0),  # live: still_needed's case
+    ],
+)
+def test_crash_records_that_keep_nothing(
+    instance: InstanceReport, wanted: int, version: str, others: int
+) -> None:
+    assert not keeps_crashed_index(instance, wanted=wanted, version=version, other_holders=others)
 
 
 # --- request validation ------------------------------------------------------------------------
