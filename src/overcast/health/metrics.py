@@ -31,7 +31,11 @@ class _HealthCollector(Collector):
         for name, counts, what in (
             ("overcast_health_starts", counters.starts_by_reason, "Starts asked and accepted"),
             ("overcast_health_stops", counters.stops_by_reason, "Stops asked"),
-            ("overcast_health_refused", counters.refused, "Starts the controller refused"),
+            (
+                "overcast_health_refused",
+                counters.refused,
+                "Starts and stops the controller refused, by reason",
+            ),
         ):
             family = CounterMetricFamily(name, what, labels=["reason"])
             for reason, count in sorted(counts.items()):

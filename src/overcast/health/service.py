@@ -32,6 +32,7 @@ from overcast.health.converge import (
     Plan,
     StartAction,
     StopAction,
+    StopReason,
     converge,
 )
 from overcast.models.instances import InstanceState
@@ -108,6 +109,10 @@ class HealthService:
         self._crashes: dict[tuple[str, int], dict[str, Any]] = {}
         self._heard_at: dict[tuple[str, int], float] = {}
         self._reported_crashes: set[tuple[str, int]] = set()
+        # Instances heard before the current desired state was asked for: only these may be
+        # stopped for what it says (an instance heard later may belong to a start or a scale
+        # that the snapshot, read earlier, does not show yet).
+        self._covered: set[str] = set()
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -172,6 +177,7 @@ class HealthService:
     async def refresh_desired(self) -> bool:
         """Fetch the bulk desired state; on failure the old one is kept and ages (converge
         stops acting destructively once it is too old)."""
+        heard = {instance.instance_guid for instance in self.actual.instances()}
         try:
             body = await self.port.desired()
             processes = {
@@ -189,6 +195,7 @@ class HealthService:
             return False
         self._refreshes += 1
         self.counters.desired_refreshes += 1
+        self._covered = heard
         self.desired = DesiredState(
             processes=processes, fetched_at=self._wall(), refreshes=self._refreshes
         )
@@ -246,7 +253,9 @@ class HealthService:
         stops = [
             stop
             for stop in plan.stops
-            if stop.instance_guid not in self._stopping and stop.instance_guid not in held
+            if stop.instance_guid not in self._stopping
+            and stop.instance_guid not in held
+            and (stop.reason not in _BY_DESIRED_STATE or stop.instance_guid in self._covered)
         ]
         crashes = list(self._crashes.values())
         if starts or stops or crashes:
@@ -372,8 +381,17 @@ class HealthService:
                 refused = (result or {}).get("reason") or "no answer"
                 self.counters.refused[str(refused)] += 1
                 self._starting.pop(key, None)
+        stopped = {item["instance_guid"]: item for item in results.get("stops", [])}
         for stop in stops:
-            self.counters.stops_by_reason[stop.reason.value] += 1
+            result = stopped.get(stop.instance_guid)
+            if result is not None and result.get("accepted"):
+                self.counters.stops_by_reason[stop.reason.value] += 1
+            else:
+                # Refused (a crash record whose replacement was refused, a last live holder):
+                # asked again on the next run that plans it, not after inflight_seconds.
+                refused = (result or {}).get("reason") or "no answer"
+                self.counters.refused[str(refused)] += 1
+                self._stopping.pop(stop.instance_guid, None)
 
     def _latency(self, seconds: float) -> None:
         latencies = self.counters.detection_latencies
@@ -402,6 +420,12 @@ class HealthService:
             **_by_reason("stops", self.counters.stops_by_reason),
         }
         return {key: value for key, value in figures.items() if value is not None}
+
+
+# Stops that only desired state justifies (the others follow from actual state alone).
+_BY_DESIRED_STATE = frozenset(
+    {StopReason.APP_STOPPED, StopReason.EXTRA_INDEX, StopReason.STALE_VERSION}
+)
 
 
 def _by_reason(prefix: str, counts: Counter[str]) -> dict[str, int]:

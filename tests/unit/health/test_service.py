@@ -22,6 +22,7 @@ class FakePort:
         self.instances = instances
         self.available = True
         self.failing_acts = 0
+        self.refusing_stops = False
         self.requests: list[dict[str, Any]] = []
 
     async def desired(self) -> dict[str, Any]:
@@ -46,7 +47,8 @@ class FakePort:
                 for s in request["starts"]
             ],
             "stops": [
-                {"instance_guid": s["instance_guid"], "accepted": True} for s in request["stops"]
+                {"instance_guid": s["instance_guid"], "accepted": not self.refusing_stops}
+                for s in request["stops"]
             ],
         }
 
@@ -278,3 +280,45 @@ async def test_every_cell_silent_at_once_is_not_announced() -> None:
     await service.converge_once()
     await _delivered()
     assert verdicts == []
+
+
+async def test_a_refused_stop_is_asked_again_at_the_next_run() -> None:
+    port, clock = FakePort(instances=1), Clock()
+    service = await _service(port, clock)
+    extra = report(1, InstanceState.RUNNING, seq=2)
+    service.actual.observe_heartbeat(
+        heartbeat("c1", 2, report(0, InstanceState.RUNNING, seq=1), extra), clock.now
+    )
+    await service.refresh_desired()  # after index 1 was heard: it may be judged
+    clock.now += 3
+    port.refusing_stops = True
+    await service.converge_once()
+    port.refusing_stops = False
+    await service.converge_once()
+    assert [[s["reason"] for s in r["stops"]] for r in port.requests] == [
+        ["EXTRA_INDEX"],
+        ["EXTRA_INDEX"],
+    ]
+    assert service.counters.stops_by_reason["EXTRA_INDEX"] == 1
+    assert sum(service.counters.refused.values()) == 1
+
+
+async def test_an_instance_heard_after_the_snapshot_was_asked_for_waits_for_the_next() -> None:
+    port, clock = FakePort(instances=1), Clock()
+    service = await _service(port, clock)
+    await service.refresh_desired()  # read before index 1 was started (a scale-up, say)
+    service.actual.observe_heartbeat(
+        heartbeat(
+            "c1",
+            2,
+            report(0, InstanceState.RUNNING, seq=1),
+            report(1, InstanceState.RUNNING, seq=2),
+        ),
+        clock.now,
+    )
+    clock.now += 3
+    await service.converge_once()
+    assert port.requests == []  # the snapshot may simply predate index 1
+    await service.refresh_desired()
+    await service.converge_once()
+    assert [s["reason"] for s in port.requests[-1]["stops"]] == ["EXTRA_INDEX"]
