@@ -28,6 +28,7 @@ from overcast.bus.memory import MemoryBroker, MemoryBus
 from overcast.bus.messages import InstanceReport
 from overcast.bus.nats import NatsBus
 from overcast.cell.agent import CellAgent
+from overcast.cell.table import TABLE_FILE, InstanceRecord, read_table
 from overcast.cmd.wiring import (
     ApiServer,
     ControllerParts,
@@ -96,7 +97,8 @@ def nats_buses(url: str, request_timeout: float = 3.0) -> Callable[[str], Awaita
 # Test cells hand out ports in blocks of 200 below Linux's ephemeral range (32768-60999), so an
 # instance never finds its port taken by an outgoing connection, and blocks go round in turn, so
 # two cells of one platform (or of two platforms alive at once) never share one. The random start
-# keeps concurrent test processes apart most of the time.
+# keeps concurrent test processes apart most of the time. 32600-32767 are left to the fault tests'
+# cells and controllers run as their own processes.
 _CELL_PORT_BLOCKS = list(range(20000, 32600, 200))
 _FIRST_BLOCK = random.randrange(len(_CELL_PORT_BLOCKS))
 _CELL_PORT_BASES = itertools.cycle(
@@ -561,6 +563,18 @@ class CellProcess:
             self.process.kill()
             self.process.wait()
             self.process = None
+
+    def instance_records(self) -> list[InstanceRecord]:
+        """The cell's instance table as it last wrote it to disk."""
+        table = read_table(self.work_dir / TABLE_FILE)
+        return list(table.instances.values()) if table is not None else []
+
+    def kill_instance(self, instance_guid: str) -> None:
+        """SIGKILL one instance's process group (it runs in a session of its own), as a crash
+        of the app would end it."""
+        (record,) = [r for r in self.instance_records() if r.guid == instance_guid]
+        assert record.pid is not None, record
+        os.killpg(record.pid, signal.SIGKILL)
 
     def kill_instances(self) -> int:
         """SIGKILL every process working inside the cell's work dir: its instances, which run

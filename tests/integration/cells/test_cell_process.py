@@ -45,8 +45,9 @@ def _cell(tmp_path: Path, nats_server: NatsServer) -> CellProcess:
             "OVERCAST_BUS__URL": nats_server.url,
             "OVERCAST_CELL__ID": "real",
             "OVERCAST_CELL__HEARTBEAT_INTERVAL_SECONDS": "0.3",
-            "OVERCAST_CELL__PORT_RANGE_START": "47000",
-            "OVERCAST_CELL__PORT_RANGE_END": "47199",
+            # Below the ephemeral range, apart from in-process test cells (testing/platform.py).
+            "OVERCAST_CELL__PORT_RANGE_START": "32600",
+            "OVERCAST_CELL__PORT_RANGE_END": "32679",
             # SIGKILL leaves the instances running (what these tests are about); the SIGTERM
             # at the end of each test stops them, so no test leaves processes behind.
             "OVERCAST_CELL__STOP_INSTANCES_ON_EXIT": "true",

@@ -42,8 +42,9 @@ def remote(tmp_path: Path, nats_server: NatsServer) -> Iterator[CellProcess]:
             "OVERCAST_CELL__ID": "remote",
             "OVERCAST_CELL__ZONE": "z2",
             "OVERCAST_CELL__HEARTBEAT_INTERVAL_SECONDS": "0.3",
-            "OVERCAST_CELL__PORT_RANGE_START": "47400",
-            "OVERCAST_CELL__PORT_RANGE_END": "47599",
+            # Below the ephemeral range, apart from in-process test cells (testing/platform.py).
+            "OVERCAST_CELL__PORT_RANGE_START": "32680",
+            "OVERCAST_CELL__PORT_RANGE_END": "32759",
             "OVERCAST_CELL__STOP_INSTANCES_ON_EXIT": "true",
         },
     )
