@@ -175,6 +175,11 @@ class MemoryBus:
         return self.reachable and not self._closing
 
     @property
+    def request_timeout(self) -> float:
+        """Seconds a request waits for its reply when the caller gives no timeout."""
+        return self._request_timeout
+
+    @property
     def reachable(self) -> bool:
         """On the broker (also while draining, so replies still reach it)."""
         return self._started and self._online

@@ -166,6 +166,11 @@ class NatsBus:
         return not self._closing and self.connected_client
 
     @property
+    def request_timeout(self) -> float:
+        """Seconds a request waits for its reply when the caller gives no timeout."""
+        return self._request_timeout
+
+    @property
     def connected_client(self) -> bool:
         """The NATS connection is up (also while draining)."""
         return self._client is not None and bool(self._client.is_connected)
