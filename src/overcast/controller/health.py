@@ -68,6 +68,8 @@ MAX_COUNTED_REASONS = 50
 # Process guids per bulk read (SQL parameter limits), and stops sent to cells at once.
 READ_CHUNK = 500
 STOP_CONCURRENCY = 100
+# Processes whose starts are made at once (each process's own starts go one after another).
+START_CONCURRENCY = 50
 
 # Why a stop is not made (plain strings: the API shows them).
 UNKNOWN_INSTANCE = "unknown instance"
@@ -321,7 +323,7 @@ class HealthManagement(UseCase):
             known = await self._load(wanted)
             # Starts before stops: a crash record keeps holding its index until its
             # replacement is on a cell, so no scheduling run starts the index meanwhile.
-            starts = [await self._start(item, known) for item in request.starts]
+            starts = await self._start_all(request.starts, known)
             started = {(result.process_guid, result.index) for result in starts if result.accepted}
             stops = await self._stop_all(request.stops, known, started)
             await self._record_crashes(request.crashes, known)
@@ -362,6 +364,26 @@ class HealthManagement(UseCase):
         return found
 
     # --- starts -----------------------------------------------------------------------------
+
+    async def _start_all(
+        self, items: Sequence[StartRequest], known: dict[str, tuple[App, Process]]
+    ) -> list[StartResult]:
+        """Every start, in the request's order per process, different processes at once: a
+        cell that does not answer costs the RPC timeout, and must hold up only the starts of
+        its own process, not every restart the request asks for."""
+        by_process: dict[str, list[int]] = {}
+        for position, item in enumerate(items):
+            by_process.setdefault(item.process_guid, []).append(position)
+        results: dict[int, StartResult] = {}
+        gate = asyncio.Semaphore(START_CONCURRENCY)
+
+        async def start_in_order(positions: list[int]) -> None:
+            async with gate:
+                for position in positions:
+                    results[position] = await self._start(items[position], known)
+
+        await asyncio.gather(*(start_in_order(positions) for positions in by_process.values()))
+        return [results[position] for position in range(len(items))]
 
     async def _start(
         self, item: StartRequest, known: dict[str, tuple[App, Process]]
