@@ -75,6 +75,10 @@ class RouteRegistrar:
         self._cell_id = cell_id
         self._records = records
         self.interval = DEFAULT_REGISTER_INTERVAL_SECONDS
+        # A router has told us its interval (greet answered, or router.start heard). Until
+        # then every round greets again: a lost greeting must not leave the cell on the
+        # default interval for good (routers announce only when they start).
+        self._heard_router = False
         self._subscription: Subscription | None = None
         self._loop: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -138,8 +142,11 @@ class RouteRegistrar:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
+            if not self._heard_router:
+                await self._greet()
 
     def _adopt(self, announced: RouterStart) -> None:
+        self._heard_router = True
         # Several routers: the most demanding interval serves them all.
         wanted = announced.minimum_register_interval_seconds
         if wanted < self.interval or self.interval == DEFAULT_REGISTER_INTERVAL_SECONDS:
