@@ -286,15 +286,19 @@ class CellDiscover(Wire):
 
 
 class CellLost(Wire):
-    """The health service judged a cell lost (three missed heartbeats) and is re-placing its
-    instances: routers withdraw the endpoints that cell registered, so a paused or partitioned
-    cell's instances get no requests until it is heard from again with news."""
+    """`cell.lost`: the health service judged a cell lost (three missed heartbeats) and is
+    re-placing its instances: routers withdraw the endpoints that cell registered, so a paused
+    or partitioned cell's instances get no requests. With `back`, the cell is heard again and
+    settled (its stale copies stopped): routers take its registrations again."""
 
     cell_id: str = Field(min_length=1)
     judged_by: str = ""
     # Unix seconds of the verdict, and of the cell's last heartbeat.
     at: float
     last_heard: float | None = None
+    # False: the verdict. True: the cell is heard again and the copies it kept whose index was
+    # re-placed meanwhile are stopped: routers take its registrations again.
+    back: bool = False
 
 
 # --- router.register / router.unregister / router.start / router.greet --------------------------

@@ -113,6 +113,8 @@ class HealthService:
         # stopped for what it says (an instance heard later may belong to a start or a scale
         # that the snapshot, read earlier, does not show yet).
         self._covered: set[str] = set()
+        # Cells announced lost to the routers and not yet announced back.
+        self._withdrawn: set[str] = set()
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -260,6 +262,8 @@ class HealthService:
         crashes = list(self._crashes.values())
         if starts or stops or crashes:
             await self._ask(plan, starts, stops, crashes, now)
+        if self._withdrawn:
+            await self._announce_back(plan, now)
         return plan
 
     async def _announce_lost(self, cell_ids: set[str], plan: Plan, now: float) -> None:
@@ -281,6 +285,28 @@ class HealthService:
                 await self.bus.publish(subjects.CELL_LOST, verdict.wire())
             except Exception as error:  # the routers' stale threshold still applies
                 log.warning("health.cell_lost_unannounced", error=type(error).__name__)
+            else:
+                self._withdrawn.add(cell_id)
+
+    async def _announce_back(self, plan: Plan, now: float) -> None:
+        """Tell the routers that a cell announced lost is heard again and settled: none of its
+        instances is being stopped or replaced any more (its copies of re-placed indexes are
+        gone), so what it still runs is what should run, and its registrations are taken
+        again. Until then the routers refuse them (for lost_cell_hold_seconds at most)."""
+        if plan.freshness is not Freshness.FRESH:
+            return  # no stops on stale desired state: duplicates may still be there
+        where = {i.instance_guid: i.cell_id for i in self.actual.instances()}
+        going = set(self._stopping) | {r for _, r in self._starting.values() if r is not None}
+        busy = {stop.cell_id for stop in plan.stops} | {where[g] for g in going if g in where}
+        for cell_id in sorted(self._withdrawn - set(plan.lost_cells) - busy):
+            verdict = CellLost(cell_id=cell_id, judged_by="health", at=now, back=True)
+            try:
+                await self.bus.publish(subjects.CELL_LOST, verdict.wire())
+            except Exception as error:
+                log.warning("health.cell_back_unannounced", error=type(error).__name__)
+                continue
+            self._withdrawn.discard(cell_id)
+            log.info("health.cell_back", cell_id=cell_id)
 
     def _may_start(self, start: StartAction, now: float) -> bool:
         asked = self._starting.get((start.process_guid, start.index))

@@ -153,6 +153,8 @@ class RouterService:
         self.bus = bus
         self.id = settings.id or f"router-{uuid.uuid4()}"
         self.table = RouteTable(settings.prune_threshold_seconds, settings.lost_cell_hold_seconds)
+        # Cell id -> when the latest lost verdict about it was made (its `at`).
+        self._lost_at: dict[str, float] = {}
         self._clock = clock
         self._wall = wall
         options = proxy_options or ProxyOptions(
@@ -291,6 +293,13 @@ class RouterService:
         except BadMessage as error:
             log.info("router.bad_cell_lost", error=str(error)[:200])
             return
+        if verdict.back:
+            # Not before the verdict it answers (a late message must not undo a newer one).
+            if verdict.at >= self._lost_at.get(verdict.cell_id, 0.0):
+                lifted = self.table.readmit_cell(verdict.cell_id)
+                log.info("router.cell_readmitted", cell_id=verdict.cell_id, endpoints=lifted)
+            return
+        self._lost_at[verdict.cell_id] = max(verdict.at, self._lost_at.get(verdict.cell_id, 0.0))
         removed = self.table.withdraw_cell(verdict.cell_id, self._clock())
         self.unregistrations += len(removed)
         log.warning("router.cell_withdrawn", cell_id=verdict.cell_id, endpoints=len(removed))

@@ -95,6 +95,8 @@ class RouteTable:
         self._pools: dict[str, dict[str, _Pool]] = {}
         # (host, path, address) -> (tag, until): what was unregistered or withdrawn, for a while.
         self._tombstones: dict[tuple[str, str, str], tuple[Tag, float]] = {}
+        # Cell id -> the tombstones its withdrawal left, with their tags (readmit_cell).
+        self._withdrawn: dict[str, dict[tuple[str, str, str], Tag]] = {}
         self.pruning_suspended = False
 
     # --- changes ----------------------------------------------------------------------------
@@ -172,10 +174,22 @@ class RouteTable:
                     del pool.entries[address]
                     pool.cached = None
                     self._tombstones[(host, path, address)] = (entry.tag, now + self.lost_hold)
+                    self._withdrawn.setdefault(cell_id, {})[(host, path, address)] = entry.tag
                     removed.append((host + path, entry.endpoint))
                 if not pool.entries:
                     self._drop(host, path)
         return removed
+
+    def readmit_cell(self, cell_id: str) -> int:
+        """Lift the tombstones `cell_id`'s withdrawal left (those not replaced since by a newer
+        unregistration): its next registrations are taken again. How many were lifted."""
+        lifted = 0
+        for key, tag in self._withdrawn.pop(cell_id, {}).items():
+            buried = self._tombstones.get(key)
+            if buried is not None and buried[0] == tag:
+                del self._tombstones[key]
+                lifted += 1
+        return lifted
 
     def _drop(self, host: str, path: str) -> None:
         pools = self._pools.get(host)

@@ -23,6 +23,7 @@ class FakePort:
         self.available = True
         self.failing_acts = 0
         self.refusing_stops = False
+        self.refusing_starts = False
         self.requests: list[dict[str, Any]] = []
 
     async def desired(self) -> dict[str, Any]:
@@ -43,7 +44,11 @@ class FakePort:
             raise ConnectionError("controller down")
         return {
             "starts": [
-                {"process_guid": s["process_guid"], "index": s["index"], "accepted": True}
+                {
+                    "process_guid": s["process_guid"],
+                    "index": s["index"],
+                    "accepted": not self.refusing_starts,
+                }
                 for s in request["starts"]
             ],
             "stops": [
@@ -322,3 +327,25 @@ async def test_an_instance_heard_after_the_snapshot_was_asked_for_waits_for_the_
     await service.refresh_desired()
     await service.converge_once()
     assert [s["reason"] for s in port.requests[-1]["stops"]] == ["EXTRA_INDEX"]
+
+
+async def test_a_lost_cell_heard_again_is_announced_back_once_settled() -> None:
+    port, clock = FakePort(instances=1), Clock()
+    service = await _service(port, clock)
+    verdicts = await _lost_verdicts(service)
+    await service.refresh_desired()
+    kept = report(0, InstanceState.RUNNING, seq=1)
+    service.actual.observe_heartbeat(heartbeat("c1", 1, kept), clock.now)
+    service.actual.observe_heartbeat(heartbeat("c2", 1), clock.now)
+    clock.now += 3.5  # c1 silent: lost, and its index asked of c2, which has no room
+    port.refusing_starts = True
+    service.actual.observe_heartbeat(heartbeat("c2", 2), clock.now)
+    await service.converge_once()
+    clock.now += 0.5
+    service.actual.observe_heartbeat(heartbeat("c1", 2, kept), clock.now)  # c1 is back
+    service.actual.observe_heartbeat(heartbeat("c2", 3), clock.now)
+    await service.refresh_desired()
+    await service.converge_once()
+    await service.converge_once()
+    await _delivered()
+    assert [(v["cell_id"], v["back"]) for v in verdicts] == [("c1", False), ("c1", True)]

@@ -146,6 +146,20 @@ def test_a_withdrawal_holds_longer_than_an_unregister() -> None:
     assert routes.register("app.com", paused, Tag("i1", 3), 62)
 
 
+def test_a_cell_announced_back_is_readmitted_but_news_stands() -> None:
+    routes = table(threshold=30)
+    kept = Endpoint(host="10.0.0.2", port=1, instance_guid="i1", cell_id="c1")
+    gone = Endpoint(host="10.0.0.2", port=2, instance_guid="i2", cell_id="c1")
+    routes.register("app.com", kept, Tag("i1", 3), 0)
+    routes.register("app.com", gone, Tag("i2", 5), 0)
+    routes.withdraw_cell("c1", 1)
+    routes.unregister("app.com", gone.address, Tag("i2", 6), 2)  # stopped meanwhile
+    assert routes.readmit_cell("c1") == 1
+    assert routes.register("app.com", kept, Tag("i1", 3), 3)
+    assert not routes.register("app.com", gone, Tag("i2", 5), 3)  # its stop still stands
+    assert routes.readmit_cell("c1") == 0
+
+
 def test_stale_endpoints_are_pruned() -> None:
     routes = table(threshold=30)
     routes.register("app.com", ep(1, "i1"), Tag("i1", 1), 0)
