@@ -1,8 +1,9 @@
-"""events, jobs, queues."""
+"""events, jobs, queues, and the OAuth clients: clients, create-client, delete-client."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from secrets import token_urlsafe
 from typing import Annotated, Any
 
 import typer
@@ -10,12 +11,29 @@ import typer
 from overcast.cli import render
 from overcast.cli.app_commands import find_app
 from overcast.cli.context import add_commands, current
+from overcast.cli.errors import CliError
+from overcast.cli.prompts import ask, confirm_deletion
 from overcast.cli.secrets import HIDDEN, is_secret_name
-from overcast.client.resources import AuditEvent, JobDetail
+from overcast.client.resources import AuditEvent, JobDetail, OAuthClient
 
 SHORT_GUID = 8
+# 32 random bytes: 43 URL-safe characters, well over the server's minimum of 16.
+GENERATED_SECRET_BYTES = 32
+# The scopes the server lets a client have (controller.clients.GRANTABLE_SCOPES, which the
+# CLI may not import; a unit test keeps the two equal). Only for the help: the server decides.
+GRANTABLE_AUTHORITIES = (
+    "cloud_controller.admin",
+    "cloud_controller.admin_read_only",
+    "cloud_controller.read",
+    "cloud_controller.write",
+    "openid",
+    "uaa.user",
+)
+READ_SECRET_FROM_STDIN = "-"
 
 Limit = Annotated[int, typer.Option("--limit", min=1, max=5000, help="Show at most this many.")]
+Force = Annotated[bool, typer.Option("-f", "--force", help="Do not ask for confirmation.")]
+ClientId = Annotated[str, typer.Argument(help="Client id: 1-255 of A-Z a-z 0-9 . _ -")]
 
 
 def describe_event(data: Mapping[str, Any]) -> str:
@@ -137,7 +155,93 @@ def queues() -> None:
     )
 
 
+def _client_row(found: OAuthClient) -> tuple[str, str, str, str]:
+    return (
+        found["client_id"],
+        ", ".join(found["authorities"]) or "-",
+        ", ".join(found["authorized_grant_types"]),
+        found["created_at"],
+    )
+
+
+def clients() -> None:
+    """OAuth clients (client_credentials logins) with their authorities (admins only)."""
+    with current().client() as client:
+        found = client.list_oauth_clients()
+    if not found:
+        render.line("No clients.")
+        return
+    render.table(
+        ("client", "authorities", "grant types", "created"), (_client_row(c) for c in found)
+    )
+
+
+def create_client(
+    client_id: ClientId,
+    secret: Annotated[
+        str | None,
+        typer.Option(
+            "--secret",
+            help="The client secret, 16 characters or more. `--secret -` reads it from stdin "
+            "(a hidden prompt on a terminal), out of shell history and the process list. "
+            "Without --secret a strong random secret is generated and printed once.",
+        ),
+    ] = None,
+    authority: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--authority",
+            help="A scope the client gets; repeatable, at least one. Grantable: "
+            f"{', '.join(GRANTABLE_AUTHORITIES)}. `overcast health` needs "
+            "cloud_controller.admin.",
+        ),
+    ] = None,
+) -> None:
+    """Create an OAuth client that logs in with client_credentials (admins only)."""
+    if not authority:
+        raise CliError(
+            f"Give at least one --authority (grantable: {', '.join(GRANTABLE_AUTHORITIES)})"
+        )
+    with current().client() as client:
+        generated = token_urlsafe(GENERATED_SECRET_BYTES) if secret is None else None
+        if generated is not None:
+            chosen = generated
+        elif secret == READ_SECRET_FROM_STDIN:
+            chosen = ask("Client secret", secret=True, confirm=True)
+        else:
+            chosen = secret or ""
+        created = client.create_oauth_client(client_id, chosen, authority)
+    authorities = ", ".join(created["authorities"])
+    render.line(f"Created client {created['client_id']} with authorities {authorities}.")
+    if generated is not None:
+        # The only place the secret is ever shown: the server keeps just its hash.
+        render.line("Client secret (store it now, it is not shown again):")
+        render.line(generated)
+
+
+def delete_client(client_id: ClientId, force: Force = False) -> None:
+    """Delete an OAuth client; its tokens stop working at once (admins only)."""
+    with current().client() as client:
+        if all(found["client_id"] != client_id for found in client.list_oauth_clients()):
+            raise CliError(f"Client '{client_id}' not found")
+        if not confirm_deletion(f"client '{client_id}'", force=force):
+            render.line("Nothing deleted.")
+            return
+        client.delete_oauth_client(client_id)
+    render.line(f"Deleted client {client_id}.")
+
+
 def register(app: typer.Typer) -> None:
     add_commands(app, "Audit", {"events": events})
     # `domains` lives with the route commands (route_commands).
-    add_commands(app, "Operators", {"jobs": jobs, "queues": queues})
+    add_commands(
+        app,
+        "Operators",
+        {
+            "jobs": jobs,
+            "queues": queues,
+            "clients": clients,
+            "create-client": create_client,
+            "delete-client": delete_client,
+        },
+    )

@@ -33,6 +33,7 @@ from overcast.client.resources import (
     JobDetail,
     LogEntry,
     MatchedResource,
+    OAuthClient,
     Organization,
     Package,
     Process,
@@ -647,6 +648,25 @@ class OvercastClient:
         """GET /v3/x/queues (operators). Not paginated: there are few queues."""
         body = self._get("/v3/x/queues")
         return cast(list[Queue], body.get("resources") or [])
+
+    # -- OAuth clients (/v3/x) ---------------------------------------------------------
+
+    def list_oauth_clients(self) -> list[OAuthClient]:
+        """GET /v3/x/clients (admins). Not paginated: there are few clients."""
+        body = self._get("/v3/x/clients")
+        return cast(list[OAuthClient], body.get("resources") or [])
+
+    def create_oauth_client(
+        self, client_id: str, secret: str, authorities: Sequence[str]
+    ) -> OAuthClient:
+        """A client that logs in with `login_client(client_id, secret)` and gets these
+        scopes (admins). The secret is not in the answer: the server keeps only its hash."""
+        body = {"client_id": client_id, "client_secret": secret, "authorities": list(authorities)}
+        return cast(OAuthClient, self._post("/v3/x/clients", body))
+
+    def delete_oauth_client(self, client_id: str) -> None:
+        """Deleted at once (204); the tokens it holds stop working with it."""
+        self._delete_now(f"/v3/x/clients/{quote(client_id, safe='')}")
 
     # -- droplets ------------------------------------------------------------------------
 

@@ -298,6 +298,17 @@ class Queue(TypedDict):
     links: dict[str, Link]
 
 
+class OAuthClient(TypedDict):
+    """GET /v3/x/clients: an OAuth client that logs in with the client_credentials grant.
+    Its secret is never returned (the server keeps only a hash)."""
+
+    client_id: str
+    created_at: str
+    authorized_grant_types: list[str]
+    authorities: list[str]
+    links: dict[str, Link]
+
+
 class LogEntry(TypedDict):
     """One line of GET /v3/x/apps/:guid/logs (and of its SSE stream)."""
 

@@ -171,7 +171,8 @@ def fake_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeApi:
     return api
 
 
-def run(*args: str) -> Result:
+def run(*args: str, input: str | None = None) -> Result:
+    """`overcast ARGS` in process; `input` is its (piped, not a terminal) stdin."""
     cli = build_cli()
     register(cli)
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
