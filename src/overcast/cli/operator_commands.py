@@ -71,7 +71,7 @@ def _event_row(event: AuditEvent) -> tuple[str, str, str, str, str]:
 
 
 def events(
-    name: Annotated[str | None, typer.Argument(help="App [default: the whole space].")] = None,
+    name: Annotated[str | None, typer.Argument(help="App (default: the whole space).")] = None,
     limit: Limit = 50,
 ) -> None:
     """Audit events of an app, or of the targeted space; newest first."""

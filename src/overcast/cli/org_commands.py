@@ -17,7 +17,7 @@ DELETE_TIMEOUT_SECONDS = 300.0
 
 Force = Annotated[bool, typer.Option("-f", "--force", help="Do not ask for confirmation.")]
 OrgOption = Annotated[
-    str | None, typer.Option("-o", "--org", help="Org [default: the targeted org].")
+    str | None, typer.Option("-o", "--org", help="Org (default: the targeted org).")
 ]
 
 

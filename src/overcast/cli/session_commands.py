@@ -23,7 +23,7 @@ def login(
     api: Annotated[
         str | None,
         typer.Option(
-            "-a", "--api", help="API URL [default: the saved target, else OVERCAST_API_URL]."
+            "-a", "--api", help="API URL (default: the saved target, else OVERCAST_API_URL)."
         ),
     ] = None,
     username: Annotated[
