@@ -13,10 +13,21 @@ import pytest
 from overcast.store.sql.store import SqlStore
 from overcast.testing.clock import FakeClock
 from overcast.testing.nats import NatsServer, nats_binary
+from overcast.testing.ports import share_port_blocks
 from overcast.testing.postgres import PostgresServer, postgres_binaries
 from overcast.testing.servers import missing_server
 
 _database_numbers = itertools.count()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _port_blocks_of_this_worker(request: pytest.FixtureRequest) -> None:
+    """Under pytest-xdist (`./dev test` runs two workers), each worker's test cells take their
+    own share of the port blocks."""
+    workerinput = getattr(request.config, "workerinput", None)
+    if workerinput is not None:
+        worker = int(str(workerinput["workerid"]).removeprefix("gw"))
+        share_port_blocks(worker, int(workerinput["workercount"]))
 
 
 @pytest.fixture

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import io
-import itertools
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -41,6 +39,7 @@ from overcast.core.settings import CellSection, ControllerSettings, RouterSectio
 from overcast.health.service import HealthOptions, HealthService
 from overcast.router.service import RouterPorts, RouterService
 from overcast.testing.droplets import BuiltDroplet, build_droplet
+from overcast.testing.ports import next_cell_port_base
 
 ADMIN_PASSWORD = "admin-password-for-tests"
 # What a push leaves out of a package (as the cf CLI does).
@@ -92,24 +91,6 @@ def nats_buses(url: str, request_timeout: float = 3.0) -> Callable[[str], Awaita
         return bus
 
     return make
-
-
-# Test cells hand out ports in blocks of 200 below Linux's ephemeral range (32768-60999), so an
-# instance never finds its port taken by an outgoing connection, and blocks go round in turn, so
-# two cells of one platform (or of two platforms alive at once) never share one. The random start
-# keeps concurrent test processes apart most of the time. 32600-32767 are left to the fault tests'
-# cells and controllers run as their own processes.
-_CELL_PORT_BLOCKS = list(range(20000, 32600, 200))
-_FIRST_BLOCK = random.randrange(len(_CELL_PORT_BLOCKS))
-_CELL_PORT_BASES = itertools.cycle(
-    _CELL_PORT_BLOCKS[_FIRST_BLOCK:] + _CELL_PORT_BLOCKS[:_FIRST_BLOCK]
-)
-CELL_PORT_BLOCK_SIZE = 200
-
-
-def next_cell_port_base() -> int:
-    """The first port of the next test cell's block of CELL_PORT_BLOCK_SIZE."""
-    return next(_CELL_PORT_BASES)
 
 
 async def eventually(

@@ -18,7 +18,7 @@ from overcast.cell.agent import CellAgent
 from overcast.core.settings import CellSection
 from overcast.testing.cells import DropletServer, kill_session
 from overcast.testing.droplets import BuiltDroplet, build_droplet
-from overcast.testing.platform import CELL_PORT_BLOCK_SIZE, next_cell_port_base
+from overcast.testing.ports import CELL_PORT_BLOCK_SIZE, next_cell_port_base
 
 # An app that prints a line every 50 ms (logs) and answers on its port (probes).
 CHATTY_APP = """\

@@ -22,6 +22,9 @@ from overcast.testing.platform import (
     start_platform,
 )
 
+# Fixed ports (32600-32767): these modules run one after another, on one xdist worker.
+pytestmark = pytest.mark.xdist_group("fixed-ports")
+
 
 @pytest.fixture
 async def platform(tmp_path: Path, nats_server: NatsServer) -> AsyncIterator[Platform]:

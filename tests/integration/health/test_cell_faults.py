@@ -18,6 +18,9 @@ import pytest
 from overcast.testing.nats import NatsServer
 from overcast.testing.platform import CellProcess, Platform, eventually, nats_buses, start_platform
 
+# Fixed ports (32600-32767): these modules run one after another, on one xdist worker.
+pytestmark = pytest.mark.xdist_group("fixed-ports")
+
 DOMAIN = "apps.localhost"
 
 

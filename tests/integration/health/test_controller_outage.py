@@ -38,6 +38,9 @@ from overcast.testing.micro import ControllerProcess, HealthProcess, RouterProce
 from overcast.testing.nats import NatsServer
 from overcast.testing.platform import FAST_CELL, FAST_HEALTH, FAST_ROUTER, CellProcess, eventually
 
+# Fixed ports (32600-32767): these modules run one after another, on one xdist worker.
+pytestmark = pytest.mark.xdist_group("fixed-ports")
+
 # The issue says a minute: a real one.
 OUTAGE_SECONDS = 60.0
 # Each app is asked through the router this often during the outage.

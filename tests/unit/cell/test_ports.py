@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import socket
 
-import pytest
-
 from overcast.cell.ports import PortAllocator, port_is_free
 from overcast.testing.servers import free_port
 
 
-def test_round_robin_skipping_taken_and_bound_ports() -> None:
-    with socket.socket() as holder:
+def _bound_with_free_neighbours() -> socket.socket:
+    """A socket bound to a port whose next two ports are free (tried until one is found)."""
+    for _ in range(100):
+        holder = socket.socket()
         holder.bind(("127.0.0.1", 0))
         bound = holder.getsockname()[1]
-        if not all(port_is_free("127.0.0.1", bound + n) for n in (1, 2)):
-            pytest.skip("the neighbouring ports are in use")
+        if all(port_is_free("127.0.0.1", bound + n) for n in (1, 2)):
+            return holder
+        holder.close()
+    raise AssertionError("no port with two free neighbours in 100 tries")
+
+
+def test_round_robin_skipping_taken_and_bound_ports() -> None:
+    with _bound_with_free_neighbours() as holder:
+        bound = holder.getsockname()[1]
         allocator = PortAllocator("127.0.0.1", bound, bound + 2)
         first = allocator.allocate(taken=set())
         assert first is not None and first != bound
