@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from overcast.core.settings import (
     DEFAULT_API_PORT,
+    CellSettings,
     ControllerSettings,
     MicroCloudSettings,
     load_settings,
@@ -93,3 +94,16 @@ def test_secrets_do_not_print(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = load_settings(ControllerSettings)
     assert "hunter2" not in repr(settings) and "sekret-pass" not in repr(settings)
     assert settings.database_url() == "postgresql://u:hunter2@db/x"
+
+
+def test_the_micro_cloud_keeps_its_own_defaults_when_a_section_is_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OVERCAST_CELL__PORT_RANGE_START", "30000")
+    monkeypatch.setenv("OVERCAST_ROUTER__REGISTER_INTERVAL_SECONDS", "1")
+    monkeypatch.setenv("OVERCAST_HEALTH__SWEEP_SECONDS", "0.5")
+    settings = load_settings(MicroCloudSettings)
+    assert settings.cell.port_range_start == 30000
+    assert settings.cell.stop_instances_on_exit  # its instances end with it, as before
+    assert settings.router.status_port == 0 and settings.health.status_port == 0
+    assert not load_settings(CellSettings).cell.stop_instances_on_exit

@@ -304,14 +304,31 @@ class CellSettings(ComponentSettings):
     cell: CellSection = CellSection()
 
 
+# The micro cloud's sections differ from the standalone ones in a few defaults. They are
+# subclasses, not default instances: a section read from OVERCAST_CELL__* (or a file) is built
+# from its class, so a default instance's values would be lost as soon as one key is set.
+
+
+class MicroCellSection(CellSection):
+    stop_instances_on_exit: bool = True
+
+
+class MicroRouterSection(RouterSection):
+    # Its port is `router_port`; status on any free port.
+    status_port: int = Field(default=0, ge=0, le=65535)
+
+
+class MicroHealthSection(HealthSection):
+    status_port: int = Field(default=0, ge=0, le=65535)
+
+
 class MicroCloudSettings(ControllerSettings):
     """`overcast up`: every component in one process."""
 
     router_port: int = Field(default=DEFAULT_ROUTER_PORT, ge=0, le=65535)
-    cell: CellSection = CellSection(stop_instances_on_exit=True)
-    # The router's other options (its port is `router_port`; status on any free port).
-    router: RouterSection = RouterSection(status_port=0)
-    health: HealthSection = HealthSection(status_port=0)
+    cell: MicroCellSection = MicroCellSection()
+    router: MicroRouterSection = MicroRouterSection()
+    health: MicroHealthSection = MicroHealthSection()
 
 
 class RouterSettings(ComponentSettings):
