@@ -13,8 +13,6 @@ Run: .venv/bin/python bench/health.py
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import statistics
 import tempfile
 import time
@@ -23,20 +21,11 @@ from pathlib import Path
 import httpx
 
 from overcast.core.logging import configure_logging
-from overcast.testing.platform import Platform, memory_buses, start_platform
+from overcast.testing.platform import memory_buses, start_platform
 
 APPS = 7
 KILLS_PER_APP = 3
 DOMAIN = "apps.localhost"
-
-
-async def _victim(platform: Platform, app_guid: str) -> tuple[int, str]:
-    for agent in platform.cells.values():
-        for record in agent.instances():
-            wanted = record.spec.app_guid == app_guid and record.spec.index == 1
-            if wanted and record.pid and record.state.value == "RUNNING":
-                return record.pid, record.guid
-    raise RuntimeError("no running instance at index 1")
 
 
 async def _answering(http: httpx.AsyncClient, host: str, not_guid: str, deadline: float) -> float:
@@ -79,10 +68,9 @@ async def main() -> None:
                 await _answering(http, host, "", time.perf_counter() + 20)
             for _ in range(KILLS_PER_APP):
                 for app_guid, host in apps:
-                    pid, guid = await _victim(platform, app_guid)
                     killed = time.perf_counter()
-                    os.kill(pid, signal.SIGKILL)
-                    answered = await _answering(http, host, guid, killed + 60)
+                    victim = platform.kill_instance_at(app_guid, 1)
+                    answered = await _answering(http, host, victim.guid, killed + 60)
                     recoveries.append(answered - killed)
                     await platform.wait_running(app_guid, 2)
                     await asyncio.sleep(0.2)

@@ -423,6 +423,24 @@ class Platform:
             )
         return found
 
+    def running_record(self, app_guid: str, index: int) -> InstanceRecord:
+        """The app's RUNNING instance at `index` on the in-process cells, from their tables."""
+        for agent in self.cells.values():
+            for record in agent.instances():
+                spec = record.spec
+                running = record.state.value == "RUNNING" and record.pid is not None
+                if spec.app_guid == app_guid and spec.index == index and running:
+                    return record
+        raise AssertionError(f"no running instance of {app_guid} at index {index}")
+
+    def kill_instance_at(self, app_guid: str, index: int) -> InstanceRecord:
+        """SIGKILL the app's running instance at `index` (its process, as a crash would end
+        it); the record of what was killed."""
+        record = self.running_record(app_guid, index)
+        assert record.pid is not None
+        os.kill(record.pid, signal.SIGKILL)
+        return record
+
     async def close(self) -> None:
         if self.closed:
             return

@@ -7,8 +7,6 @@ last one restarts a crashed instance on a real cell."""
 from __future__ import annotations
 
 import dataclasses
-import os
-import signal
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -645,13 +643,7 @@ async def test_a_crashed_instance_is_restarted_on_request_with_its_crash_count(
     await platform.scale(guid, 2)
     await platform.post(f"/v3/apps/{guid}/actions/start")
     first = await platform.wait_running(guid, 2)
-    victim = next(
-        record
-        for record in platform.cells["cell-a"].instances()
-        if record.spec.app_guid == guid and record.spec.index == 1
-    )
-    assert victim.pid is not None
-    os.kill(victim.pid, signal.SIGKILL)
+    victim = platform.kill_instance_at(guid, 1)
 
     async def crashed() -> dict[str, Any] | None:
         stats = await platform.stats(guid)

@@ -16,8 +16,6 @@ Two product bugs this test found have a test of their own below (each fault alon
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -171,17 +169,7 @@ async def _converge(platform: Platform, apps: dict[str, tuple[str, int]], within
 
 
 def _kill(platform: Platform, app_guid: str, index: int) -> str:
-    victim = next(
-        record
-        for agent in platform.cells.values()
-        for record in agent.instances()
-        if record.spec.app_guid == app_guid
-        and record.spec.index == index
-        and record.state == InstanceState.RUNNING
-    )
-    assert victim.pid is not None
-    os.kill(victim.pid, signal.SIGKILL)
-    return victim.guid
+    return platform.kill_instance_at(app_guid, index).guid
 
 
 async def test_the_platform_converges_while_the_bus_misbehaves(

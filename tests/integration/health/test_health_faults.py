@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import os
-import signal
 from typing import Any
 
 import httpx
@@ -44,12 +42,6 @@ async def test_a_killed_instance_is_replaced_and_the_other_keeps_answering(
         return seen == {"0", "1"}
 
     await eventually(both_answer, within=20)
-    victim = next(
-        record
-        for agent in routed.cells.values()
-        for record in agent.instances()
-        if record.spec.app_guid == app["guid"] and record.spec.index == 1
-    )
     statuses: list[int] = []
     stop = asyncio.Event()
 
@@ -61,8 +53,7 @@ async def test_a_killed_instance_is_replaced_and_the_other_keeps_answering(
 
     runner = asyncio.create_task(load())
     await asyncio.sleep(0.3)
-    assert victim.pid is not None
-    os.kill(victim.pid, signal.SIGKILL)
+    victim = routed.kill_instance_at(app["guid"], 1)
 
     async def replaced() -> list[dict[str, Any]] | None:
         stats = await routed.stats(app["guid"])

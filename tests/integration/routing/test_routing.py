@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import os
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -74,12 +72,6 @@ async def test_unknown_host_is_404(routed: Platform) -> None:
 
 async def test_killing_an_instance_loses_no_request(routed: Platform) -> None:
     app = await _routed_app(routed, "sturdy")
-    victim = next(
-        record
-        for agent in routed.cells.values()
-        for record in agent.instances()
-        if record.spec.app_guid == app["guid"] and record.spec.index == 1
-    )
     statuses: list[int] = []
     stop = asyncio.Event()
 
@@ -91,8 +83,7 @@ async def test_killing_an_instance_loses_no_request(routed: Platform) -> None:
 
     runner = asyncio.create_task(load())
     await asyncio.sleep(0.5)
-    assert victim.pid is not None
-    os.kill(victim.pid, signal.SIGKILL)
+    routed.kill_instance_at(app["guid"], 1)
     await asyncio.sleep(2.0)
     stop.set()
     await runner
