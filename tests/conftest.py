@@ -16,8 +16,13 @@ from overcast.testing.nats import NatsServer, nats_binary
 from overcast.testing.ports import share_port_blocks
 from overcast.testing.postgres import PostgresServer, postgres_binaries
 from overcast.testing.servers import missing_server
+from tests.run_watch import register as register_run_watch
 
 _database_numbers = itertools.count()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    register_run_watch(config)
 
 
 @pytest.fixture(scope="session", autouse=True)
