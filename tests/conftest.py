@@ -5,6 +5,7 @@ a skip locally and a failure when OVERCAST_TEST_REQUIRE_SERVERS=1 (CI)."""
 from __future__ import annotations
 
 import itertools
+import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -23,6 +24,11 @@ _database_numbers = itertools.count()
 
 def pytest_configure(config: pytest.Config) -> None:
     register_run_watch(config)
+    # A background job of a non-interactive shell (as a CI runner may start us) has SIGINT
+    # ignored, and children inherit that: `overcast logs` would then never see the Ctrl-C
+    # its test sends. Tests of Ctrl-C need what a terminal gives.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session", autouse=True)
