@@ -453,7 +453,17 @@ async def _run_step(
         waiter.cancel()
         for task in pumps:
             task.cancel()
+        close_pipes(process)
     return _Step(code=code, stdout="\n".join(captured) + "\n", tail=tuple(tail))
+
+
+def close_pipes(process: asyncio.subprocess.Process) -> None:
+    """Close the process's pipes now. asyncio closes them only once every pipe has reached
+    its end on a loop still running; a step given up on (its output callback failed) may
+    not get there, and the transport would then be collected after its loop closed."""
+    transport = getattr(process, "_transport", None)  # no public way to close it
+    if transport is not None:
+        transport.close()
 
 
 def _kill_group(pid: int) -> None:

@@ -20,7 +20,13 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from overcast.staging.archives import ArchiveLimits, UnsafeArchive, safe_extract_zip
-from overcast.staging.runner import STEP_PATH, Buildpack, StagingError, check_links
+from overcast.staging.runner import (
+    STEP_PATH,
+    Buildpack,
+    StagingError,
+    check_links,
+    close_pipes,
+)
 
 FETCH_FAILED = "BuildpackDownloadFailed"
 # A buildpack archive is a few scripts, perhaps with vendored tools: generous, but bounded.
@@ -156,6 +162,7 @@ async def _clone(url: str, destination: Path, shown: str) -> None:
     except asyncio.CancelledError:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, 9)
+        close_pipes(process)
         raise
     if process.returncode != 0:
         shutil.rmtree(destination, ignore_errors=True)
