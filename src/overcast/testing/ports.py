@@ -9,8 +9,8 @@ from collections.abc import Iterator
 # Test cells hand out ports in blocks of 200 below Linux's ephemeral range (32768-60999), so an
 # instance never finds its port taken by an outgoing connection, and blocks go round in turn, so
 # two cells of one platform (or of two platforms alive at once) never share one. The random start
-# keeps concurrent test processes apart most of the time. 32600-32767 are left to the fault tests'
-# cells and controllers run as their own processes.
+# keeps concurrent test processes apart most of the time. Tests that start a cell or controller
+# process take its ports from here too; 32600-32767 are left to bench/cell_loss.py.
 _CELL_PORT_BLOCKS = list(range(20000, 32600, 200))
 CELL_PORT_BLOCK_SIZE = 200
 

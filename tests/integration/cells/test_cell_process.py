@@ -21,9 +21,7 @@ from overcast.testing.platform import (
     instance_answers,
     start_platform,
 )
-
-# Fixed ports (32600-32767): these modules run one after another, on one xdist worker.
-pytestmark = pytest.mark.xdist_group("fixed-ports")
+from overcast.testing.ports import CELL_PORT_BLOCK_SIZE, next_cell_port_base
 
 
 @pytest.fixture
@@ -41,6 +39,7 @@ async def platform(tmp_path: Path, nats_server: NatsServer) -> AsyncIterator[Pla
 
 
 def _cell(tmp_path: Path, nats_server: NatsServer) -> CellProcess:
+    first_port = next_cell_port_base()
     return CellProcess(
         tmp_path / "cell-real",
         {
@@ -48,9 +47,9 @@ def _cell(tmp_path: Path, nats_server: NatsServer) -> CellProcess:
             "OVERCAST_BUS__URL": nats_server.url,
             "OVERCAST_CELL__ID": "real",
             "OVERCAST_CELL__HEARTBEAT_INTERVAL_SECONDS": "0.3",
-            # Below the ephemeral range, apart from in-process test cells (testing/platform.py).
-            "OVERCAST_CELL__PORT_RANGE_START": "32600",
-            "OVERCAST_CELL__PORT_RANGE_END": "32679",
+            # A block of this test process's own (testing/ports.py).
+            "OVERCAST_CELL__PORT_RANGE_START": str(first_port),
+            "OVERCAST_CELL__PORT_RANGE_END": str(first_port + CELL_PORT_BLOCK_SIZE - 1),
             # SIGKILL leaves the instances running (what these tests are about); the SIGTERM
             # at the end of each test stops them, so no test leaves processes behind.
             "OVERCAST_CELL__STOP_INSTANCES_ON_EXIT": "true",

@@ -17,9 +17,7 @@ import pytest
 
 from overcast.testing.nats import NatsServer
 from overcast.testing.platform import CellProcess, Platform, eventually, nats_buses, start_platform
-
-# Fixed ports (32600-32767): these modules run one after another, on one xdist worker.
-pytestmark = pytest.mark.xdist_group("fixed-ports")
+from overcast.testing.ports import CELL_PORT_BLOCK_SIZE, next_cell_port_base
 
 DOMAIN = "apps.localhost"
 
@@ -37,6 +35,7 @@ async def platform(tmp_path: Path, nats_server: NatsServer) -> AsyncIterator[Pla
 
 @pytest.fixture
 def remote(tmp_path: Path, nats_server: NatsServer) -> Iterator[CellProcess]:
+    first_port = next_cell_port_base()
     cell = CellProcess(
         tmp_path / "cell-remote",
         {
@@ -45,9 +44,9 @@ def remote(tmp_path: Path, nats_server: NatsServer) -> Iterator[CellProcess]:
             "OVERCAST_CELL__ID": "remote",
             "OVERCAST_CELL__ZONE": "z2",
             "OVERCAST_CELL__HEARTBEAT_INTERVAL_SECONDS": "0.3",
-            # Below the ephemeral range, apart from in-process test cells (testing/platform.py).
-            "OVERCAST_CELL__PORT_RANGE_START": "32680",
-            "OVERCAST_CELL__PORT_RANGE_END": "32759",
+            # A block of this test process's own (testing/ports.py).
+            "OVERCAST_CELL__PORT_RANGE_START": str(first_port),
+            "OVERCAST_CELL__PORT_RANGE_END": str(first_port + CELL_PORT_BLOCK_SIZE - 1),
             "OVERCAST_CELL__STOP_INSTANCES_ON_EXIT": "true",
         },
     )

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import random
-import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -37,9 +35,7 @@ from overcast.testing.droplets import build_droplet
 from overcast.testing.micro import ControllerProcess, HealthProcess, RouterProcess, section_env
 from overcast.testing.nats import NatsServer
 from overcast.testing.platform import FAST_CELL, FAST_HEALTH, FAST_ROUTER, CellProcess, eventually
-
-# Fixed ports (32600-32767): these modules run one after another, on one xdist worker.
-pytestmark = pytest.mark.xdist_group("fixed-ports")
+from overcast.testing.ports import CELL_PORT_BLOCK_SIZE, next_cell_port_base
 
 # The issue says a minute: a real one.
 OUTAGE_SECONDS = 60.0
@@ -48,24 +44,13 @@ REQUEST_INTERVAL_SECONDS = 0.2
 DOMAIN = "apps.localhost"
 ADMIN_PASSWORD = "outage-admin-password"
 HEALTH_CLIENT = ("health-manager", "health-manager-secret")
-# Below Linux's ephemeral range (32768-60999), so no outgoing connection takes them while the
-# controller is away, and above the blocks testing/platform.py hands to in-process test cells
-# (20000-32599).
-CELL_PORTS = {"cell-a": (32600, 32679), "cell-b": (32680, 32759)}
-CONTROLLER_PORTS = range(32760, 32768)
 
 
-def _free_controller_port() -> int:
-    candidates = list(CONTROLLER_PORTS)
-    random.shuffle(candidates)
-    for port in candidates:
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {CONTROLLER_PORTS}")
+def _port_block() -> tuple[int, int]:
+    """A block of this test process's own (testing/ports.py): below Linux's ephemeral range,
+    so no outgoing connection takes a port while the controller is away."""
+    first = next_cell_port_base()
+    return first, first + CELL_PORT_BLOCK_SIZE - 1
 
 
 @dataclass
@@ -115,7 +100,7 @@ def cloud(tmp_path: Path, nats_server: NatsServer) -> Iterator[Cloud]:
         tmp_path / "controller",
         {
             **bus,
-            "OVERCAST_API__PORT": str(_free_controller_port()),
+            "OVERCAST_API__PORT": str(_port_block()[0]),
             "OVERCAST_INSTANCE_NAME": "controller",
             "OVERCAST_AUTH__ADMIN_PASSWORD": ADMIN_PASSWORD,
             "OVERCAST_AUTH__ACCESS_TOKEN_TTL_SECONDS": "3600",
@@ -134,14 +119,17 @@ def cloud(tmp_path: Path, nats_server: NatsServer) -> Iterator[Cloud]:
                     {
                         "id": cell_id,
                         "zone": zone,
-                        "port_range_start": CELL_PORTS[cell_id][0],
-                        "port_range_end": CELL_PORTS[cell_id][1],
+                        "port_range_start": ports[0],
+                        "port_range_end": ports[1],
                         "stop_instances_on_exit": "true",
                     },
                 ),
             },
         )
-        for cell_id, zone in (("cell-a", "z1"), ("cell-b", "z2"))
+        for cell_id, zone, ports in (
+            ("cell-a", "z1", _port_block()),
+            ("cell-b", "z2", _port_block()),
+        )
     }
     router = RouterProcess(tmp_path / "router", {**bus, **section_env("router", FAST_ROUTER)})
     health = HealthProcess(
