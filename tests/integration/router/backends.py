@@ -218,6 +218,13 @@ class Response:
         return None
 
 
+async def read_to_end(reader: asyncio.StreamReader, within: float = 10.0) -> bytes:
+    """Everything until the peer closes the connection: a proxy that never closes it fails
+    the test within `within` seconds instead of holding it until pytest-timeout."""
+    async with asyncio.timeout(within):
+        return await reader.read()
+
+
 async def read_response(reader: asyncio.StreamReader, *, head_only: bool = False) -> Response:
     """One response from a raw connection: Content-Length, chunked, or until the end."""
     head = await reader.readuntil(b"\r\n\r\n")

@@ -21,6 +21,7 @@ from tests.integration.router.backends import (
     Routes,
     raw_request,
     read_response,
+    read_to_end,
 )
 from tests.integration.router.conftest import Proxy, StartBackend, StartProxy
 
@@ -343,7 +344,7 @@ async def test_silent_connection_is_closed_without_an_answer(proxy_factory: Star
     proxy = await proxy_factory(Routes(), client_header_timeout=0.3)
     reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
     async with asyncio.timeout(5):
-        assert await reader.read() == b""
+        assert await read_to_end(reader) == b""
     writer.close()
     assert proxy.records == []
 
@@ -360,7 +361,7 @@ async def test_idle_keep_alive_connection_is_closed(
     async with asyncio.timeout(5):
         response = await read_response(reader)
         assert response.status == 200
-        assert await reader.read() == b""  # closed by the proxy once idle
+        assert await read_to_end(reader) == b""  # closed by the proxy once idle
     writer.close()
 
 
@@ -532,7 +533,7 @@ async def test_pipelined_requests_are_answered_in_order(
     )
     async with asyncio.timeout(5):
         bodies = [(await read_response(reader)).body for _ in range(3)]
-        assert await reader.read() == b""
+        assert await read_to_end(reader) == b""
     writer.close()
     assert bodies == [b"backend GET /1 0", b"backend POST /2 3", b"backend GET /3 0"]
 
@@ -616,7 +617,7 @@ async def test_head_and_bodiless_responses(
         writer.write(b"GET /304 HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n")
         not_modified = await read_response(reader, head_only=True)
         assert not_modified.status == 304 and not_modified.header("ETag") == '"x"'
-        assert await reader.read() == b""  # no body bytes anywhere
+        assert await read_to_end(reader) == b""  # no body bytes anywhere
     writer.close()
     assert backend.connections == 1
 
@@ -805,7 +806,7 @@ async def test_early_response_closes_the_client_connection(
         response = await read_response(reader)
         assert response.status == 413 and response.body == b"big!"
         assert response.header("Connection") == "close"
-        assert await reader.read() == b""
+        assert await read_to_end(reader) == b""
     writer.close()
     assert proxy.server.pool.idle_count() == 0
 
@@ -816,7 +817,7 @@ async def test_client_gone_while_waiting_for_the_response(
     backend_saw_close = asyncio.Event()
 
     async def wait_for_close(exchange: Exchange) -> None:
-        assert await exchange.reader.read() == b""  # the proxy hung up on us
+        assert await read_to_end(exchange.reader) == b""  # the proxy hung up on us
         backend_saw_close.set()
         exchange.close = True
 
@@ -844,7 +845,7 @@ async def test_client_gone_in_the_middle_of_a_response(
     async def endless(exchange: Exchange) -> None:
         await exchange.send(h11.Response(status_code=200, headers=[]))
         await exchange.send(h11.Data(data=b"first"))
-        assert await exchange.reader.read() == b""
+        assert await read_to_end(exchange.reader) == b""
         backend_saw_close.set()
         exchange.close = True
 
@@ -879,7 +880,7 @@ async def test_backend_gone_in_the_middle_of_a_response(
     async with asyncio.timeout(5):
         head = await read_response(reader, head_only=True)
         assert head.status == 200 and head.header("Content-Length") == "100"
-        assert await reader.read() == b"only this"  # then closed: the client can tell
+        assert await read_to_end(reader) == b"only this"  # then closed: the client can tell
     writer.close()
     assert proxy.records[0].error == "backend_closed_mid_response"
 
@@ -1016,7 +1017,7 @@ async def test_stop_drains_requests_in_flight(backend_factory: StartBackend) -> 
         await backend.arrived.wait()
         stopping = asyncio.create_task(server.stop())
         async with asyncio.timeout(5):
-            assert await idle_reader.read() == b""  # idle connections are closed at once
+            assert await read_to_end(idle_reader) == b""  # idle connections are closed at once
         idle_writer.close()
         assert not stopping.done()
         release.set()
