@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from overcast.testing.ports import CELL_PORT_BLOCK_SIZE, next_cell_port_base
+from overcast.testing.ports import next_cell_port_range
 
 _ENTRY = "from overcast.cmd.main import main; main()"
 
@@ -123,10 +123,10 @@ class MicroCloud(OvercastProcess):
     def __init__(self, data_dir: Path, *, extra_env: dict[str, str] | None = None) -> None:
         # Its cell takes a test block of ports, not the default range every micro cloud
         # starts from: two alive at once must not hand out the same port.
-        first = next_cell_port_base()
+        first, last = next_cell_port_range()
         ports = {
             "OVERCAST_CELL__PORT_RANGE_START": str(first),
-            "OVERCAST_CELL__PORT_RANGE_END": str(first + CELL_PORT_BLOCK_SIZE - 1),
+            "OVERCAST_CELL__PORT_RANGE_END": str(last),
         }
         super().__init__(
             ["up", "--data-dir", str(data_dir), "--api-port", "0", "--router-port", "0"],

@@ -39,7 +39,7 @@ from overcast.core.settings import CellSection, ControllerSettings, RouterSectio
 from overcast.health.service import HealthOptions, HealthService
 from overcast.router.service import RouterPorts, RouterService
 from overcast.testing.droplets import BuiltDroplet, build_droplet
-from overcast.testing.ports import next_cell_port_base
+from overcast.testing.ports import next_cell_port_range
 
 ADMIN_PASSWORD = "admin-password-for-tests"
 # What a push leaves out of a package (as the cf CLI does).
@@ -132,7 +132,7 @@ class Platform:
     admin: dict[str, str] = field(default_factory=dict)
     cells: dict[str, CellAgent] = field(default_factory=dict)
     _cell_buses: dict[str, Bus] = field(default_factory=dict)
-    _port_bases: dict[str, int] = field(default_factory=dict)
+    _port_ranges: dict[str, tuple[int, int]] = field(default_factory=dict)
     routers: dict[str, RouterService] = field(default_factory=dict)
     router_ports: dict[str, RouterPorts] = field(default_factory=dict)
     _router_buses: dict[str, Bus] = field(default_factory=dict)
@@ -148,8 +148,8 @@ class Platform:
     async def add_cell(self, cell_id: str, zone: str = "z1", **overrides: Any) -> CellAgent:
         # Cells on one host must not hand out the same ports: an app binds its port only after
         # it boots, so a cell's free-port check cannot see another cell's fresh instance.
-        first_port = self._port_bases.setdefault(cell_id, next_cell_port_base())
-        ports = {"port_range_start": first_port, "port_range_end": first_port + 199}
+        first, last = self._port_ranges.setdefault(cell_id, next_cell_port_range())
+        ports = {"port_range_start": first, "port_range_end": last}
         settings = CellSection(**{**FAST_CELL, **ports, "id": cell_id, "zone": zone, **overrides})
         bus = await self.make_bus(f"cell-{cell_id}")
         agent = CellAgent(settings, bus=bus, work_dir=self.cell_dir(cell_id))

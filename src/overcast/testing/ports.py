@@ -30,6 +30,8 @@ def share_port_blocks(worker: int, workers: int) -> None:
     _CELL_PORT_BASES = _cycle(_CELL_PORT_BLOCKS[worker::workers])
 
 
-def next_cell_port_base() -> int:
-    """The first port of the next test cell's block of CELL_PORT_BLOCK_SIZE."""
-    return next(_CELL_PORT_BASES)
+def next_cell_port_range() -> tuple[int, int]:
+    """The first and last port of the next block of CELL_PORT_BLOCK_SIZE: for a test cell's
+    instances, or for a process a test restarts on the same port."""
+    first = next(_CELL_PORT_BASES)
+    return first, first + CELL_PORT_BLOCK_SIZE - 1

@@ -18,7 +18,7 @@ from overcast.cell.agent import CellAgent
 from overcast.core.settings import CellSection
 from overcast.testing.cells import DropletServer, kill_session
 from overcast.testing.droplets import BuiltDroplet, build_droplet
-from overcast.testing.ports import CELL_PORT_BLOCK_SIZE, next_cell_port_base
+from overcast.testing.ports import next_cell_port_range
 
 # An app that prints a line every 50 ms (logs) and answers on its port (probes).
 CHATTY_APP = """\
@@ -72,15 +72,15 @@ async def bus() -> AsyncIterator[MemoryBus]:
 
 
 def cell_settings(**overrides: Any) -> CellSection:
-    start = next_cell_port_base()
+    first, last = next_cell_port_range()
     values: dict[str, Any] = {
         "id": f"cell-{secrets.token_hex(4)}",
         "heartbeat_interval_seconds": 0.2,
         "stop_grace_seconds": 1.0,
         "memory_mb": 4096,
         "disk_mb": 4096,
-        "port_range_start": start,
-        "port_range_end": start + CELL_PORT_BLOCK_SIZE - 1,
+        "port_range_start": first,
+        "port_range_end": last,
     }
     values.update(overrides)
     return CellSection(**values)

@@ -21,7 +21,7 @@ from overcast.testing.platform import (
     instance_answers,
     start_platform,
 )
-from overcast.testing.ports import CELL_PORT_BLOCK_SIZE, next_cell_port_base
+from overcast.testing.ports import next_cell_port_range
 
 
 @pytest.fixture
@@ -39,7 +39,7 @@ async def platform(tmp_path: Path, nats_server: NatsServer) -> AsyncIterator[Pla
 
 
 def _cell(tmp_path: Path, nats_server: NatsServer) -> CellProcess:
-    first_port = next_cell_port_base()
+    first_port, last_port = next_cell_port_range()
     return CellProcess(
         tmp_path / "cell-real",
         {
@@ -49,7 +49,7 @@ def _cell(tmp_path: Path, nats_server: NatsServer) -> CellProcess:
             "OVERCAST_CELL__HEARTBEAT_INTERVAL_SECONDS": "0.3",
             # A block of this test process's own (testing/ports.py).
             "OVERCAST_CELL__PORT_RANGE_START": str(first_port),
-            "OVERCAST_CELL__PORT_RANGE_END": str(first_port + CELL_PORT_BLOCK_SIZE - 1),
+            "OVERCAST_CELL__PORT_RANGE_END": str(last_port),
             # SIGKILL leaves the instances running (what these tests are about); the SIGTERM
             # at the end of each test stops them, so no test leaves processes behind.
             "OVERCAST_CELL__STOP_INSTANCES_ON_EXIT": "true",

@@ -17,7 +17,7 @@ import pytest
 
 from overcast.testing.nats import NatsServer
 from overcast.testing.platform import CellProcess, Platform, eventually, nats_buses, start_platform
-from overcast.testing.ports import CELL_PORT_BLOCK_SIZE, next_cell_port_base
+from overcast.testing.ports import next_cell_port_range
 
 DOMAIN = "apps.localhost"
 
@@ -35,7 +35,7 @@ async def platform(tmp_path: Path, nats_server: NatsServer) -> AsyncIterator[Pla
 
 @pytest.fixture
 def remote(tmp_path: Path, nats_server: NatsServer) -> Iterator[CellProcess]:
-    first_port = next_cell_port_base()
+    first_port, last_port = next_cell_port_range()
     cell = CellProcess(
         tmp_path / "cell-remote",
         {
@@ -46,7 +46,7 @@ def remote(tmp_path: Path, nats_server: NatsServer) -> Iterator[CellProcess]:
             "OVERCAST_CELL__HEARTBEAT_INTERVAL_SECONDS": "0.3",
             # A block of this test process's own (testing/ports.py).
             "OVERCAST_CELL__PORT_RANGE_START": str(first_port),
-            "OVERCAST_CELL__PORT_RANGE_END": str(first_port + CELL_PORT_BLOCK_SIZE - 1),
+            "OVERCAST_CELL__PORT_RANGE_END": str(last_port),
             "OVERCAST_CELL__STOP_INSTANCES_ON_EXIT": "true",
         },
     )

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -108,16 +107,12 @@ async def test_an_app_that_exits_at_start_backs_off(platform: Platform) -> None:
 
     # The stats show a crash as soon as the controller hears of it; its event is written
     # moments later in the same request.
-    await eventually(lambda: _at_least(crash_events, 4), within=5)
+    async def all_four_recorded() -> bool:
+        return len(await crash_events()) >= 4
+
+    await eventually(all_four_recorded, within=5)
     # No busy loop: nothing more happens while it waits.
     await asyncio.sleep(2)
     (later,) = await platform.stats(app["guid"])
     assert later["crash_count"] == 4 and later["state"] == "CRASHED"
     assert len(await crash_events()) == 4
-
-
-async def _at_least(
-    read: Callable[[], Awaitable[list[dict[str, Any]]]], count: int
-) -> list[dict[str, Any]] | None:
-    found = await read()
-    return found if len(found) >= count else None
